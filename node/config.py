@@ -1,0 +1,39 @@
+"""The agent's configuration: every flag of `shoal agent`, with the defaults a LAN fleet wants."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import attrs
+
+DEFAULT_GOSSIP_PORT = 7946
+DEFAULT_API_PORT = 7070
+
+
+@attrs.frozen
+class AgentConfig:
+    name: str = attrs.field(factory=socket.gethostname)
+    region: str = "default"
+    zone: str = ""
+    bind: str = "127.0.0.1"
+    advertise: str = ""
+    gossip_port: int = DEFAULT_GOSSIP_PORT
+    api_port: int = DEFAULT_API_PORT
+    data_dir: Path = Path("./shoal-data")
+    runtime: str = "fake"
+    memory_mb: int | None = None
+    millicpus: int | None = None
+    join: tuple[str, ...] = ()
+    cluster_key_file: Path | None = None
+    api_token: str | None = None
+    log_level: str = "info"
+    drain: bool = False
+
+    @property
+    def zone_or_default(self) -> str:
+        return self.zone or f"{self.region}-1"
+
+    @property
+    def advertise_addr(self) -> str:
+        return self.advertise or self.bind

@@ -1,0 +1,10 @@
+#!/bin/sh
+# Serve a page naming this servo, and anything the app writes under /data/www.
+set -e
+mkdir -p /www
+{
+  echo "shoal servo ${SHOAL_SERVO:-unknown} of project ${SHOAL_PROJECT:-unknown} on $(hostname)"
+  if [ -f /data/hello.txt ]; then cat /data/hello.txt; fi
+} > /www/index.html
+if [ "$#" -gt 0 ]; then exec "$@"; fi
+exec httpd -f -p "${PORT:-8080}" -h /www
