@@ -34,12 +34,52 @@ def _agent_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--drain", action="store_true", help="move servos off before leaving")
 
 
+def _client_parent() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--api", default=None, help="agent URL (default: $SHOAL_API or %(default)s)"
+    )
+    parent.add_argument("--token", default=None, help="API token (default: $SHOAL_API_TOKEN)")
+    parent.add_argument("--json", action="store_true", help="print JSON for scripts")
+    return parent
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shoal", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _agent_parser(sub)
     kg = sub.add_parser("keygen", help="print a new cluster key (base64)")
     kg.add_argument("--out", type=Path, help="also write it to this file (mode 0600)")
+    client = _client_parent()
+    sub.add_parser("members", parents=[client], help="list the cluster's members")
+    dp = sub.add_parser("deploy", parents=[client], help="create or update a project")
+    dp.add_argument("project")
+    dp.add_argument("--image", required=True)
+    dp.add_argument("--replicas", type=int, default=1)
+    dp.add_argument("--memory", default="256M")
+    dp.add_argument("--cpus", default="0.5")
+    dp.add_argument("--port", type=int, action="append", default=[], dest="ports")
+    dp.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    dp.add_argument("--spread", choices=["region", "zone", "host"], default="region")
+    dp.add_argument("--idempotency-key", default=None)
+    sub.add_parser("projects", parents=[client], help="list projects")
+    for name, text in (
+        ("status", "show a project and its servos"),
+        ("stop", "stop a project's servos, keeping its spec"),
+        ("start", "start a stopped project again"),
+        ("destroy", "remove a project, its servos and volumes everywhere"),
+    ):
+        p = sub.add_parser(name, parents=[client], help=text)
+        p.add_argument("project")
+        if name == "destroy":
+            p.add_argument("--keep-volumes", action="store_true")
+    sc = sub.add_parser("scale", parents=[client], help="change a project's replica count")
+    sc.add_argument("project")
+    sc.add_argument("replicas", type=int)
+    dr = sub.add_parser("drain", parents=[client], help="move every servo off an agent")
+    dr.add_argument("node")
+    sm = sub.add_parser("sim", help="run the region-outage simulator")
+    sm.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -87,6 +127,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     fh.write(key + "\n")
             print(key)
             return 0
+        if args.command == "sim":
+            try:
+                from sim.cli import main as sim_main  # type: ignore[import-not-found,unused-ignore]
+            except ImportError:
+                print("shoal: the simulator is not built yet", file=sys.stderr)
+                return 2
+            result: int = sim_main(args.args)
+            return result
+        from api.commands import run_client_command
+
+        return run_client_command(args)
     except UnitError as exc:
         print(f"shoal: {exc}", file=sys.stderr)
         return 2

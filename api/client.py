@@ -1,0 +1,96 @@
+"""The HTTP client of the public API, used by the CLI and by scripts.
+
+Transport and HTTP failures become one `ClientError` with a one-line message fit for a terminal.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import httpx
+
+DEFAULT_API = "http://127.0.0.1:7070"
+
+
+class ClientError(Exception):
+    """The agent could not be reached or refused the request; `str()` is one readable line."""
+
+    def __init__(self, message: str, status: int | None = None, body: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+class ShoalClient:
+    def __init__(self, api: str | None = None, token: str | None = None, timeout_s: float = 300.0):
+        self.api = (api or os.environ.get("SHOAL_API") or DEFAULT_API).rstrip("/")
+        token = token if token is not None else os.environ.get("SHOAL_API_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.api, headers=headers, timeout=timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ShoalClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(
+        self, method: str, path: str, json: Any = None, headers: dict[str, str] | None = None
+    ) -> Any:
+        try:
+            resp = self._http.request(method, path, json=json, headers=headers)
+        except httpx.ConnectError:
+            raise ClientError(
+                f"cannot connect to a Shoal agent at {self.api} (set --api or SHOAL_API)"
+            ) from None
+        except httpx.TimeoutException:
+            raise ClientError(f"the agent at {self.api} did not answer in time") from None
+        except httpx.HTTPError as exc:
+            raise ClientError(f"request to {self.api} failed: {exc}") from None
+        try:
+            body = resp.json()
+        except ValueError:
+            body = resp.text
+        if resp.status_code >= 400:
+            if isinstance(body, dict) and "error" in body:
+                msg = f"{body['error']}: {body.get('detail', '')}"
+            else:
+                msg = f"HTTP {resp.status_code}: {str(body)[:200]}"
+            raise ClientError(msg, resp.status_code, body)
+        return body
+
+    def health(self) -> Any:
+        return self.request("GET", "/v1/health")
+
+    def members(self) -> Any:
+        return self.request("GET", "/v1/members")
+
+    def projects(self) -> Any:
+        return self.request("GET", "/v1/projects")
+
+    def project(self, name: str) -> Any:
+        return self.request("GET", f"/v1/projects/{name}")
+
+    def deploy(self, name: str, spec: dict[str, Any], idempotency_key: str | None = None) -> Any:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return self.request("PUT", f"/v1/projects/{name}", json=spec, headers=headers)
+
+    def scale(self, name: str, replicas: int) -> Any:
+        return self.request("POST", f"/v1/projects/{name}/scale", json={"replicas": replicas})
+
+    def stop(self, name: str) -> Any:
+        return self.request("POST", f"/v1/projects/{name}/stop")
+
+    def start(self, name: str) -> Any:
+        return self.request("POST", f"/v1/projects/{name}/start")
+
+    def destroy(self, name: str, keep_volumes: bool = False) -> Any:
+        suffix = "?keep_volumes=true" if keep_volumes else ""
+        return self.request("DELETE", f"/v1/projects/{name}{suffix}")
+
+    def drain(self, node: str) -> Any:
+        return self.request("POST", f"/v1/members/{node}/drain")

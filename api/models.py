@@ -1,0 +1,100 @@
+"""Request bodies of the HTTP API, validated at the boundary.
+
+A spec that fails validation never reaches the registry: the caller gets a 422 naming the field.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from node.projects import Project
+from node.units import UnitError, parse_memory_mb, parse_millicpus
+
+PROJECT_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+MAX_REPLICAS = 1000
+
+
+def check_project_name(name: str) -> str:
+    if not PROJECT_NAME_RE.match(name):
+        raise ValueError(
+            "project name must be 1-63 lowercase letters, digits or '-', "
+            "starting and ending with a letter or digit"
+        )
+    return name
+
+
+class ProjectSpecIn(BaseModel):
+    """The body of `PUT /v1/projects/{name}` (DESIGN.md's project spec)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(min_length=1, max_length=255)
+    replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
+    memory: str | int = "256M"
+    cpus: float | str = 0.5
+    ports: list[int] = Field(default_factory=list, max_length=16)
+    env: dict[str, str] = Field(default_factory=dict, max_length=128)
+    spread: Literal["region", "zone", "host"] = "region"
+    max_per_host: int = Field(default=1, ge=1, le=MAX_REPLICAS)
+    command: list[str] | None = Field(default=None, max_length=64)
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str | int) -> str | int:
+        try:
+            parse_memory_mb(value)
+        except UnitError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("cpus")
+    @classmethod
+    def _cpus(cls, value: float | str) -> float | str:
+        try:
+            parse_millicpus(value)
+        except UnitError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("ports")
+    @classmethod
+    def _ports(cls, value: list[int]) -> list[int]:
+        for port in value:
+            if not 1 <= port <= 65535:
+                raise ValueError(f"port {port} is outside 1-65535")
+        if len(set(value)) != len(value):
+            raise ValueError("ports must not repeat")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key) or key.startswith("SHOAL_"):
+                raise ValueError(
+                    f"env name {key!r} is not a valid variable name (SHOAL_ is reserved)"
+                )
+        return value
+
+    def to_project(self, name: str, stopped: bool = False) -> Project:
+        return Project(
+            name=name,
+            image=self.image,
+            replicas=self.replicas,
+            memory_mb=parse_memory_mb(self.memory),
+            millicpus=parse_millicpus(self.cpus),
+            ports=tuple(self.ports),
+            env=tuple(sorted(self.env.items())),
+            spread=self.spread,
+            max_per_host=self.max_per_host,
+            command=tuple(self.command) if self.command else None,
+            stopped=stopped,
+        )
+
+
+class ScaleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    replicas: int = Field(ge=0, le=MAX_REPLICAS)

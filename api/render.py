@@ -1,0 +1,112 @@
+"""Readable terminal output for the CLI: member and project tables with status colours and
+capacity bars. `--json` bypasses all of this and prints the API's objects as they are."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+STATUS_STYLE = {
+    "alive": "green",
+    "running": "green",
+    "starting": "yellow",
+    "suspect": "yellow",
+    "draining": "yellow",
+    "stopped": "blue",
+    "left": "blue",
+    "dead": "red",
+    "failed": "red",
+}
+
+
+def status_text(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, "white"))
+
+
+def bar(used: int, total: int, width: int = 12) -> Text:
+    """A capacity bar: filled for the share in use, coloured by how full."""
+    share = 0.0 if total <= 0 else min(1.0, max(0.0, used / total))
+    filled = round(share * width)
+    style = "green" if share < 0.7 else "yellow" if share < 0.9 else "red"
+    text = Text("█" * filled, style=style)
+    text.append("░" * (width - filled), style="grey50")
+    text.append(f" {share * 100:3.0f}%")
+    return text
+
+
+def members_table(members: list[dict[str, Any]]) -> Table:
+    table = Table(title="members", title_justify="left")
+    for col in ("name", "status", "region", "zone", "api", "memory", "cpu", "servos"):
+        table.add_column(col)
+    for m in members:
+        cap = m.get("capacity", {})
+        mem_total = int(cap.get("memory_total_mb", 0))
+        cpu_total = int(cap.get("millicpus_total", 0))
+        table.add_row(
+            m["name"],
+            status_text(m["status"]),
+            m.get("region", ""),
+            m.get("zone", ""),
+            m.get("api", ""),
+            bar(mem_total - int(cap.get("memory_free_mb", 0)), mem_total),
+            bar(cpu_total - int(cap.get("millicpus_free", 0)), cpu_total),
+            str(m.get("servos", "")),
+        )
+    return table
+
+
+def projects_table(projects: list[dict[str, Any]]) -> Table:
+    table = Table(title="projects", title_justify="left")
+    for col in ("name", "image", "replicas", "running", "state", "spread"):
+        table.add_column(col)
+    for p in projects:
+        spec = p["spec"]
+        running = sum(
+            1 for s in p["servos"] if s["state"] == "running" and s.get("node_status") == "alive"
+        )
+        state = (
+            "stopped"
+            if spec.get("stopped")
+            else ("running" if running >= spec["replicas"] else "starting")
+        )
+        table.add_row(
+            p["name"],
+            spec["image"],
+            str(spec["replicas"]),
+            f"{running}/{spec['replicas']}",
+            status_text(state),
+            spec.get("spread", ""),
+        )
+    return table
+
+
+def servos_table(project: dict[str, Any]) -> Table:
+    table = Table(title=f"servos of {project['name']}", title_justify="left")
+    for col in ("servo", "node", "state", "endpoints"):
+        table.add_column(col)
+    for s in project["servos"]:
+        eps = ", ".join(
+            f"{e['host']}:{e['host_port']}->{e['container_port']}" for e in s.get("endpoints", [])
+        )
+        state = status_text(s["state"])
+        if s.get("node_status") not in (None, "alive"):
+            state.append(f" (node {s['node_status']})", style="red")
+        if s.get("fake"):
+            state.append(" [fake runtime]", style="grey50")
+        table.add_row(s["id"], s["node"], state, eps or "-")
+    return table
+
+
+def print_deploy(console: Console, project: dict[str, Any]) -> None:
+    console.print(servos_table(project))
+    deploy = project.get("deploy", {})
+    if deploy.get("missing"):
+        console.print(f"[red]missing {deploy['missing']} servo(s)[/red]")
+        for f in deploy.get("failures", []):
+            console.print(f"  {f['node']}: {f['reason']} - {f['detail']}")
+        expl = deploy.get("placement", {})
+        for node, reason in sorted((expl.get("reasons") or expl.get("refusals") or {}).items()):
+            console.print(f"  {node}: {reason}")
