@@ -2,4 +2,27 @@
 
 Every agent computes the same decision from the same data, whatever the order of the nodes, and
 the decision explains itself per node. No I/O, no clock, no random source lives here.
+
+- `model`: the values (NodeView, ClusterView, PlacementRequest, Decision, Refusal).
+- `place`: `place(request, view, exclude)` and the `PlacementIndex` behind it.
+- `outage`: `headroom(view, sizes)` (what a region loss would do now) and `rebalance(view, sizes)`.
+- `recovery`: leaderless recovery planning (owner per project, plans, scale-down choice).
+- `hashing`: stable hashes for tie-breaking.
 """
+
+from placement.model import ClusterView, Decision, NodeView, PlacementRequest, Refusal, ServoRef
+from placement.outage import headroom, rebalance
+from placement.place import PlacementIndex, place
+
+__all__ = [
+    "ClusterView",
+    "Decision",
+    "NodeView",
+    "PlacementIndex",
+    "PlacementRequest",
+    "Refusal",
+    "ServoRef",
+    "headroom",
+    "place",
+    "rebalance",
+]
