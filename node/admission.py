@@ -1,0 +1,80 @@
+"""Admission control: the host's final word on whether it takes a servo.
+
+Placement elsewhere is optimistic (it works from gossip, which lags); this check runs on the
+host itself, before any engine call, against what the host has actually promised. The check and
+the reservation happen in one step under a lock, so two concurrent requests can never both take
+the last of the memory.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import attrs
+
+from node.capacity import Capacity
+from node.runtime import AdmissionRefused, ServoSpec
+
+
+@attrs.frozen
+class Reservation:
+    project: str
+    memory_mb: int
+    millicpus: int
+
+
+class Admission:
+    def __init__(self, capacity: Capacity) -> None:
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._held: dict[str, Reservation] = {}
+
+    def used(self) -> tuple[int, int]:
+        with self._lock:
+            return (
+                sum(r.memory_mb for r in self._held.values()),
+                sum(r.millicpus for r in self._held.values()),
+            )
+
+    def free(self) -> tuple[int, int]:
+        mem, cpu = self.used()
+        return self.capacity.memory_mb - mem, self.capacity.millicpus - cpu
+
+    def holds(self, servo_id: str) -> bool:
+        with self._lock:
+            return servo_id in self._held
+
+    def reserve(self, spec: ServoSpec) -> None:
+        """Check and reserve atomically; raise `AdmissionRefused` naming the reason."""
+        with self._lock:
+            if spec.servo_id in self._held:
+                return
+            same = sum(1 for r in self._held.values() if r.project == spec.project)
+            if same >= spec.max_per_host:
+                raise AdmissionRefused(
+                    f"already runs {same} servo(s) of {spec.project} "
+                    f"(max {spec.max_per_host} per host)",
+                    "already_runs_project",
+                )
+            mem = sum(r.memory_mb for r in self._held.values())
+            cpu = sum(r.millicpus for r in self._held.values())
+            if mem + spec.memory_mb > self.capacity.memory_mb:
+                raise AdmissionRefused(
+                    f"needs {spec.memory_mb} MiB, {self.capacity.memory_mb - mem} MiB free",
+                    "insufficient_memory",
+                )
+            if cpu + spec.millicpus > self.capacity.millicpus:
+                raise AdmissionRefused(
+                    f"needs {spec.millicpus} millicpus, {self.capacity.millicpus - cpu} free",
+                    "insufficient_cpu",
+                )
+            self._held[spec.servo_id] = Reservation(spec.project, spec.memory_mb, spec.millicpus)
+
+    def restore(self, spec: ServoSpec) -> None:
+        """Re-hold a reservation found in the store at start (it was admitted before)."""
+        with self._lock:
+            self._held[spec.servo_id] = Reservation(spec.project, spec.memory_mb, spec.millicpus)
+
+    def release(self, servo_id: str) -> None:
+        with self._lock:
+            self._held.pop(servo_id, None)
