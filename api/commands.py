@@ -7,9 +7,11 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
+from rich.table import Table
 
 from api.client import ClientError, ShoalClient
 from api.render import members_table, print_deploy, projects_table, servos_table
@@ -74,6 +76,7 @@ def run_client_command(args: argparse.Namespace) -> int:
     try:
         with ShoalClient(args.api, args.token) as client:
             cmd = args.command
+            render: Callable[[Any], Table] | None
             if cmd == "deploy":
                 return _deploy(client, args, console)
             if cmd == "members":

@@ -1,0 +1,23 @@
+"""The ASGI app of one agent: public routes, `/internal/` routes, errors, body limit."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from api.errors import BodyLimitMiddleware, install_error_handlers
+from api.routes_internal import install_internal_routes
+from api.routes_public import install_public_routes
+from node.context import AgentContext
+
+
+def create_app(ctx: AgentContext) -> FastAPI:
+    app = FastAPI(
+        title="Shoal agent",
+        version="0.1.0",
+        description="Any agent takes the request: deploy, scale, stop, start, destroy projects.",
+    )
+    install_error_handlers(app)
+    install_public_routes(app, ctx)
+    install_internal_routes(app, ctx)
+    app.add_middleware(BodyLimitMiddleware)
+    return app

@@ -1,0 +1,537 @@
+"""The SWIM + Lifeguard protocol core: a state machine with no I/O, clock or global random.
+
+Inputs: `handle(now, src, sender, msgs)` for a decoded UDP packet, `tick(now)` when time passes,
+`tcp_ack(now, seq)` when the shell's TCP ping fallback got through, `push_pull_state()` /
+`merge_state(now, states, join)` for TCP anti-entropy, `set_meta`, `leave`.
+Outputs, drained by the caller: `outbox` (UDP packets to send: address and messages),
+`tcp_pings` (TCP fallback probes to try), `events` (membership changes), and `next_deadline()`.
+
+Everything that affects membership state lives in this file, as h11 keeps its state machine in
+one place. Sources: SWIM (Das et al., 2002) for the probe cycle, indirect probes and suspicion
+with incarnation refutation; Lifeguard (Dadgar et al., 2018) for local health awareness, nacks,
+dynamic suspicion and the buddy system; memberlist for defaults and push-pull state merging.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from typing import Any
+
+import attrs
+
+from gossip.awareness import Awareness
+from gossip.broadcast_queue import BroadcastQueue
+from gossip.messages import (
+    STATUS_BY_CODE,
+    STATUS_CODES,
+    Addr,
+    Msg,
+    MsgType,
+    Status,
+)
+from gossip.suspicion import Suspicion, suspicion_bounds_s
+from gossip.wire import encoded_size
+
+ENVELOPE_OVERHEAD = 64  # version, sender name, list header, AES-GCM framing (generous)
+
+
+@attrs.frozen
+class GossipConfig:
+    """LAN defaults (memberlist's DefaultLANConfig, with Lifeguard on)."""
+
+    probe_interval_s: float = 1.0
+    probe_timeout_s: float = 0.5
+    indirect_checks: int = 3
+    gossip_interval_s: float = 0.2
+    gossip_nodes: int = 3
+    suspicion_mult: int = 4
+    suspicion_max_timeout_mult: int = 6
+    retransmit_mult: int = 4
+    push_pull_interval_s: float = 30.0
+    gossip_to_the_dead_s: float = 30.0
+    reap_after_s: float = 3600.0
+    awareness_max_multiplier: int = 8
+    packet_budget_bytes: int = 1400
+    lifeguard: bool = True  # off: fixed (minimum) suspicion timeout, no awareness, no buddy
+
+
+@attrs.define
+class Member:
+    name: str
+    addr: Addr
+    incarnation: int
+    status: Status
+    meta: dict[str, Any]
+    meta_version: int
+    changed_s: float
+
+    def alive_msg(self) -> Msg:
+        return [MsgType.ALIVE, self.name, self.incarnation, self.addr, self.meta_version, self.meta]
+
+
+@attrs.frozen
+class MemberEvent:
+    kind: str  # joined | suspect | alive | dead | left | updated
+    name: str
+    status: str
+    incarnation: int
+    at_s: float
+
+
+@attrs.define
+class _Probe:
+    target: str
+    started_s: float
+    end_s: float
+    acked: bool = False
+    nacks: int = 0
+    expected_nacks: int = 0
+    indirect_sent: bool = False
+
+
+@attrs.define
+class _Relay:
+    """An indirect probe we run for `requester`: ack or nack their `seq`."""
+
+    requester_addr: Addr
+    requester_seq: int
+    done: bool = False
+
+
+class Gossip:
+    def __init__(
+        self,
+        name: str,
+        addr: Addr,
+        meta: dict[str, Any],
+        rng: random.Random,
+        now: float,
+        config: GossipConfig | None = None,
+    ) -> None:
+        self.config = cfg = config or GossipConfig()
+        self.name = name
+        self.rng = rng
+        self.me = Member(name, addr, 0, Status.ALIVE, dict(meta), 1, now)
+        self.members: dict[str, Member] = {name: self.me}
+        self.awareness = Awareness(max_score=cfg.awareness_max_multiplier, enabled=cfg.lifeguard)
+        self.broadcasts = BroadcastQueue(cfg.retransmit_mult)
+        self.suspicions: dict[str, Suspicion] = {}
+        self.outbox: list[tuple[Addr, list[Msg]]] = []
+        self.tcp_pings: list[tuple[Addr, int, str]] = []  # (addr, seq, target)
+        self.events: list[MemberEvent] = []
+        self.counters: dict[str, int] = {}
+        self.leaving = False
+        self._seq = 0
+        self._probes: dict[int, _Probe] = {}
+        self._relays: dict[int, _Relay] = {}
+        self._timers: list[tuple[float, int, str, Any]] = []
+        self._timer_seq = 0
+        self._probe_order: list[str] = []
+        self._probe_pos = 0
+        self._push_pull_due = False
+        self._timer(now + rng.random() * cfg.probe_interval_s, "probe", None)
+        self._timer(now + rng.random() * cfg.gossip_interval_s, "gossip", None)
+        self._timer(now + cfg.push_pull_interval_s, "push_pull", None)
+        self._queue_alive(self.me)
+
+    # --- small helpers -----------------------------------------------------------------------
+    def _count(self, key: str, n: int = 1) -> None:
+        self.counters[key] = self.counters.get(key, 0) + n
+
+    def _timer(self, when: float, kind: str, data: Any) -> None:
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (when, self._timer_seq, kind, data))
+
+    def next_deadline(self) -> float:
+        return self._timers[0][0] if self._timers else float("inf")
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _emit(self, kind: str, m: Member, now: float) -> None:
+        self.events.append(MemberEvent(kind, m.name, m.status.value, m.incarnation, now))
+
+    def live_count(self) -> int:
+        return sum(1 for m in self.members.values() if m.status in (Status.ALIVE, Status.SUSPECT))
+
+    def _queue(self, key: str, msg: Msg) -> None:
+        self.broadcasts.put(key, msg, encoded_size(msg))
+
+    def _queue_alive(self, m: Member) -> None:
+        self._queue(m.name, m.alive_msg())
+
+    def _send(self, addr: Addr, msg: Msg) -> None:
+        """Send one message with as many broadcasts piggybacked as fit in the packet budget."""
+        budget = self.config.packet_budget_bytes - ENVELOPE_OVERHEAD - encoded_size(msg)
+        extra = self.broadcasts.take(budget, self.live_count())
+        self.outbox.append((addr, [msg, *extra]))
+
+    # --- the public inputs -------------------------------------------------------------------
+    def snapshot(self) -> list[Member]:
+        return sorted(self.members.values(), key=lambda m: m.name)
+
+    def set_meta(self, now: float, meta: dict[str, Any]) -> None:
+        """Replace this agent's own metadata (it alone writes it) and spread the change."""
+        if meta == self.me.meta:
+            return
+        self.me.meta = dict(meta)
+        self.me.meta_version += 1
+        self.me.changed_s = now
+        self._queue_alive(self.me)
+
+    def leave(self, now: float) -> None:
+        """Graceful leave: tell everyone we left; peers mark us `left`, never `dead`."""
+        self.leaving = True
+        self.me.status = Status.LEFT
+        self.me.changed_s = now
+        left: Msg = [MsgType.DEAD, self.name, self.me.incarnation, self.name, True]
+        self._queue(self.name, left)
+        for m in self.members.values():  # tell everyone directly too: a leave should be quick
+            if m.name != self.name and m.status in (Status.ALIVE, Status.SUSPECT):
+                self.outbox.append((m.addr, [left]))
+        self._gossip(now)
+
+    def tick(self, now: float) -> None:
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _when, _, kind, data = heapq.heappop(timers)
+            if kind == "probe":
+                self._probe(now)
+            elif kind == "probe_timeout":
+                self._probe_timeout(now, data)
+            elif kind == "probe_end":
+                self._probe_end(now, data)
+            elif kind == "relay_timeout":
+                self._relay_timeout(data)
+            elif kind == "suspicion":
+                self._suspicion_check(now, data)
+            elif kind == "gossip":
+                self._gossip(now)
+                self._timer(now + self.config.gossip_interval_s, "gossip", None)
+            elif kind == "push_pull":
+                self._push_pull_due = True
+                self._timer(now + self.config.push_pull_interval_s, "push_pull", None)
+            elif kind == "reap":
+                self._reap(now, data)
+
+    def take_push_pull_due(self) -> bool:
+        due, self._push_pull_due = self._push_pull_due, False
+        return due
+
+    def push_pull_target(self) -> Member | None:
+        alive = [
+            m for m in self.members.values() if m.name != self.name and m.status == Status.ALIVE
+        ]
+        return self.rng.choice(sorted(alive, key=lambda m: m.name)) if alive else None
+
+    def reconnect_target(self) -> Member | None:
+        """A member we believe dead (not left) to try a push-pull with, as Serf's reconnect
+        does: after a partition heals, this is how the two sides find each other again."""
+        dead = [m for m in self.members.values() if m.status == Status.DEAD]
+        return self.rng.choice(sorted(dead, key=lambda m: m.name)) if dead else None
+
+    def handle(self, now: float, src: Addr, sender: str, msgs: list[Msg]) -> None:
+        """A decoded UDP packet from `src`; every message in it, in order."""
+        for msg in msgs:
+            kind = msg[0]
+            if kind == MsgType.PING:
+                self._on_ping(now, src, msg)
+            elif kind == MsgType.ACK:
+                self._on_ack(now, msg[1])
+            elif kind == MsgType.NACK:
+                probe = self._probes.get(msg[1])
+                if probe is not None:
+                    probe.nacks += 1
+            elif kind == MsgType.INDIRECT_PING:
+                self._on_indirect_ping(now, msg)
+            elif kind == MsgType.SUSPECT:
+                self._on_suspect(now, msg[1], msg[2], msg[3])
+            elif kind == MsgType.ALIVE:
+                self._on_alive(now, msg[1], msg[2], msg[3], msg[4], msg[5])
+            elif kind == MsgType.DEAD:
+                self._on_dead(now, msg[1], msg[2], msg[3], msg[4])
+            else:
+                self._count("dropped.unexpected_message")
+
+    def tcp_ack(self, now: float, seq: int) -> None:
+        """The shell's TCP ping to a probe target was answered."""
+        self._on_ack(now, seq)
+
+    def answer_tcp_ping(self, msg: Msg) -> Msg | None:
+        """A PING that came over TCP: the ack to send back on the same connection."""
+        if msg[2] != self.name:
+            return None
+        return [MsgType.ACK, msg[1], self.name]
+
+    # --- probing (SWIM section 4, Lifeguard IV-A) ----------------------------------------------
+    def _next_target(self) -> Member | None:
+        """Randomised round-robin: shuffle the members, walk the list, reshuffle at its end."""
+        for _ in range(2):
+            while self._probe_pos < len(self._probe_order):
+                name = self._probe_order[self._probe_pos]
+                self._probe_pos += 1
+                m = self.members.get(name)
+                if m is not None and m.status in (Status.ALIVE, Status.SUSPECT):
+                    return m
+            order = sorted(n for n in self.members if n != self.name)
+            self.rng.shuffle(order)
+            self._probe_order, self._probe_pos = order, 0
+        return None
+
+    def _probe(self, now: float) -> None:
+        cfg = self.config
+        interval = self.awareness.scale(cfg.probe_interval_s)
+        self._timer(now + interval, "probe", None)
+        if self.leaving:
+            return
+        target = self._next_target()
+        if target is None:
+            return
+        seq = self._next_seq()
+        self._probes[seq] = _Probe(target.name, now, now + interval)
+        ping: Msg = [MsgType.PING, seq, target.name, self.name]
+        if target.status == Status.SUSPECT and cfg.lifeguard:
+            # Buddy system: tell the suspect directly so it can refute at once.
+            msgs = [ping, [MsgType.SUSPECT, target.name, target.incarnation, self.name]]
+            self.outbox.append((target.addr, msgs))
+        else:
+            self._send(target.addr, ping)
+        self._count("probes")
+        self._timer(now + self.awareness.scale(cfg.probe_timeout_s), "probe_timeout", seq)
+        self._timer(now + interval, "probe_end", seq)
+
+    def _on_ping(self, now: float, src: Addr, msg: Msg) -> None:
+        if msg[2] != self.name:
+            self._count("dropped.ping_for_other")
+            return
+        self._send(src, [MsgType.ACK, msg[1], self.name])
+
+    def _on_ack(self, now: float, seq: int) -> None:
+        relay = self._relays.get(seq)
+        if relay is not None:
+            if not relay.done:
+                relay.done = True
+                self._send(relay.requester_addr, [MsgType.ACK, relay.requester_seq, self.name])
+            return
+        probe = self._probes.get(seq)
+        if probe is not None and not probe.acked:
+            probe.acked = True
+            if not probe.indirect_sent:
+                self.awareness.apply(-1)
+
+    def _probe_timeout(self, now: float, seq: int) -> None:
+        """No direct ack in time: ask k peers to probe for us (with nacks), and try TCP."""
+        probe = self._probes.get(seq)
+        if probe is None or probe.acked:
+            return
+        target = self.members.get(probe.target)
+        if target is None:
+            return
+        helpers = [
+            m
+            for m in self.members.values()
+            if m.status == Status.ALIVE and m.name not in (self.name, target.name)
+        ]
+        helpers.sort(key=lambda m: m.name)
+        chosen = self.rng.sample(helpers, min(self.config.indirect_checks, len(helpers)))
+        probe.indirect_sent = True
+        probe.expected_nacks = len(chosen) if self.config.lifeguard else 0
+        for helper in chosen:
+            self._send(
+                helper.addr,
+                [MsgType.INDIRECT_PING, seq, target.name, target.addr, self.name, self.me.addr],
+            )
+        self.tcp_pings.append((target.addr, seq, target.name))
+
+    def _on_indirect_ping(self, now: float, msg: Msg) -> None:
+        _, req_seq, target, target_addr, _requester, requester_addr = msg
+        seq = self._next_seq()
+        self._relays[seq] = _Relay(requester_addr, req_seq)
+        self._send(target_addr, [MsgType.PING, seq, target, self.name])
+        self._timer(now + self.config.probe_timeout_s, "relay_timeout", seq)
+
+    def _relay_timeout(self, seq: int) -> None:
+        relay = self._relays.pop(seq, None)
+        if relay is not None and not relay.done and self.config.lifeguard:
+            self._send(relay.requester_addr, [MsgType.NACK, relay.requester_seq, self.name])
+
+    def _probe_end(self, now: float, seq: int) -> None:
+        probe = self._probes.pop(seq, None)
+        if probe is None or probe.acked:
+            return
+        if probe.expected_nacks > 0:
+            missed = probe.expected_nacks - probe.nacks
+            if missed > 0:
+                self.awareness.apply(missed)
+        else:
+            self.awareness.apply(1)
+        target = self.members.get(probe.target)
+        if target is not None and target.status in (Status.ALIVE, Status.SUSPECT):
+            self._on_suspect(now, target.name, target.incarnation, self.name)
+
+    # --- state transitions (SWIM 4.2, Lifeguard IV-B) ------------------------------------------
+    def _on_suspect(self, now: float, name: str, incarnation: int, accuser: str) -> None:
+        m = self.members.get(name)
+        if m is None or incarnation < m.incarnation:
+            return
+        if name == self.name:
+            self._refute(now, incarnation)
+            return
+        if m.status in (Status.DEAD, Status.LEFT):
+            return
+        if m.status == Status.SUSPECT:
+            s = self.suspicions.get(name)
+            if s is not None and s.confirm(accuser):
+                self._queue(name, [MsgType.SUSPECT, name, incarnation, accuser])
+                self._timer(s.deadline_s, "suspicion", (name, s.incarnation))
+            return
+        cfg = self.config
+        low, high = suspicion_bounds_s(
+            cfg.suspicion_mult,
+            cfg.suspicion_max_timeout_mult,
+            self.live_count(),
+            cfg.probe_interval_s,
+        )
+        if not cfg.lifeguard:
+            high = low
+        k = cfg.suspicion_mult - 2
+        if self.live_count() - 2 < k:
+            k = 0
+        s = Suspicion(incarnation, now, k if cfg.lifeguard else 0, low, high, {accuser})
+        self.suspicions[name] = s
+        m.status, m.incarnation, m.changed_s = Status.SUSPECT, incarnation, now
+        self._emit("suspect", m, now)
+        self._count("suspicions")
+        self._queue(name, [MsgType.SUSPECT, name, incarnation, accuser])
+        self._timer(s.deadline_s, "suspicion", (name, incarnation))
+
+    def _suspicion_check(self, now: float, data: tuple[str, int]) -> None:
+        name, incarnation = data
+        s = self.suspicions.get(name)
+        m = self.members.get(name)
+        if s is None or m is None or s.incarnation != incarnation or m.status != Status.SUSPECT:
+            return
+        if now + 1e-9 < s.deadline_s:
+            return  # a stale timer from before a confirmation moved the deadline
+        del self.suspicions[name]
+        self._declare_dead(now, m, incarnation, self.name, left=False)
+
+    def _declare_dead(self, now: float, m: Member, incarnation: int, by: str, left: bool) -> None:
+        m.status = Status.LEFT if left else Status.DEAD
+        m.incarnation, m.changed_s = incarnation, now
+        self.suspicions.pop(m.name, None)
+        self._emit("left" if left else "dead", m, now)
+        self._queue(m.name, [MsgType.DEAD, m.name, incarnation, by, left])
+        self._timer(now + self.config.reap_after_s, "reap", (m.name, incarnation))
+
+    def _refute(self, now: float, accused_incarnation: int) -> None:
+        """Someone thinks we are suspect or dead: outbid them with a higher incarnation."""
+        if self.leaving:
+            return
+        self.me.incarnation = max(self.me.incarnation, accused_incarnation) + 1
+        self.me.status = Status.ALIVE
+        self.awareness.apply(1)
+        self._count("refutations")
+        self._queue_alive(self.me)
+
+    def _on_alive(
+        self, now: float, name: str, inc: int, addr: Addr, meta_version: int, meta: dict[str, Any]
+    ) -> None:
+        if name == self.name:
+            if inc > self.me.incarnation or (
+                inc == self.me.incarnation and meta_version > self.me.meta_version
+            ):
+                self._refute(now, inc)  # a stale or forged view of us: restate the truth
+            return
+        m = self.members.get(name)
+        if m is None:
+            m = Member(name, addr, inc, Status.ALIVE, dict(meta), meta_version, now)
+            self.members[name] = m
+            self._emit("joined", m, now)
+            self._queue_alive(m)
+            return
+        if inc > m.incarnation:
+            # A higher incarnation carries the member's whole current state, whatever the
+            # metadata version (a restarted agent counts its versions from 1 again).
+            was, meta_changed = m.status, meta != m.meta
+            m.incarnation, m.addr = inc, addr
+            m.meta, m.meta_version = dict(meta), meta_version
+            if was != Status.ALIVE:
+                m.status, m.changed_s = Status.ALIVE, now
+                self.suspicions.pop(name, None)
+                self._emit("joined" if was in (Status.DEAD, Status.LEFT) else "alive", m, now)
+            elif meta_changed:
+                self._emit("updated", m, now)
+        elif inc == m.incarnation and meta_version > m.meta_version:
+            # Newer metadata at the same incarnation: the status stays (an equal incarnation
+            # never clears a suspicion; only the suspect's refutation does).
+            m.meta, m.meta_version = dict(meta), meta_version
+            self._emit("updated", m, now)
+        else:
+            return
+        self._queue_alive(m)
+
+    def _on_dead(self, now: float, name: str, inc: int, by: str, left: bool) -> None:
+        m = self.members.get(name)
+        if m is None or inc < m.incarnation:
+            return
+        if name == self.name:
+            if not self.leaving:
+                self._refute(now, inc)
+            return
+        if m.status in (Status.DEAD, Status.LEFT):
+            return
+        self._declare_dead(now, m, inc, by, left)
+
+    def _reap(self, now: float, data: tuple[str, int]) -> None:
+        name, inc = data
+        m = self.members.get(name)
+        if m is not None and m.status in (Status.DEAD, Status.LEFT) and m.incarnation == inc:
+            del self.members[name]
+            self._count("reaped")
+
+    # --- dissemination ----------------------------------------------------------------------
+    def _gossip(self, now: float) -> None:
+        """Every gossip interval: broadcasts to a few random members (and recently dead ones,
+        so a wrongly-declared member learns it quickly and refutes)."""
+        if not len(self.broadcasts):
+            return
+        horizon = now - self.config.gossip_to_the_dead_s
+        peers = [
+            m
+            for m in self.members.values()
+            if m.name != self.name
+            and (m.status in (Status.ALIVE, Status.SUSPECT) or m.changed_s > horizon)
+        ]
+        if not peers:
+            return
+        peers.sort(key=lambda m: m.name)
+        for peer in self.rng.sample(peers, min(self.config.gossip_nodes, len(peers))):
+            budget = self.config.packet_budget_bytes - ENVELOPE_OVERHEAD
+            msgs = self.broadcasts.take(budget, self.live_count())
+            if not msgs:
+                break
+            self.outbox.append((peer.addr, msgs))
+
+    # --- push-pull anti-entropy (memberlist mergeState) ---------------------------------------
+    def push_pull_state(self) -> list[Msg]:
+        return [
+            [m.name, m.addr, m.incarnation, STATUS_CODES[m.status], m.meta_version, m.meta]
+            for m in self.snapshot()
+        ]
+
+    def merge_state(self, now: float, states: list[Msg]) -> None:
+        for name, addr, inc, code, meta_version, meta in states:
+            status = STATUS_BY_CODE[code]
+            if status == Status.ALIVE:
+                self._on_alive(now, name, inc, addr, meta_version, meta)
+            elif status == Status.LEFT:
+                if name not in self.members:
+                    continue
+                self._on_dead(now, name, inc, name, True)
+            else:
+                # a remote "dead" or "suspect" only makes us suspect: we verify for ourselves
+                if name in self.members:
+                    self._on_suspect(now, name, inc, self.name)

@@ -1,0 +1,333 @@
+"""The Trio shell around the gossip core: UDP for probes and gossip, TCP for push-pull, join and
+the TCP ping fallback, all on one port, every packet sealed with the cluster key ring.
+
+The shell owns no protocol state. It feeds the core decoded packets and the time, and carries
+out what the core asks (send these, try this TCP ping, push-pull with that member). Malformed,
+oversized, unauthenticated or wrong-version packets are dropped and counted by reason; nothing a
+peer sends can raise out of the receive loops.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+import trio
+
+from gossip.core import Gossip, GossipConfig, MemberEvent
+from gossip.crypto import Keyring
+from gossip.messages import Addr, Msg, MsgType, Status
+from gossip.wire import MAX_TCP_BYTES, DecodeError, decode, encode
+from node.logfmt import get_logger
+
+log = get_logger("gossip")
+
+TCP_TIMEOUT_S = 5.0
+JOIN_BACKOFF_MAX_S = 30.0
+RECONNECT_INTERVAL_S = 10.0
+OUTBOX_LIMIT = 4096
+
+
+@attrs.frozen
+class MemberSnapshot:
+    name: str
+    status: str
+    addr: str
+    incarnation: int
+    meta: dict[str, Any]
+
+
+def parse_hostport(text: str, default_port: int) -> Addr:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        return (text, default_port)
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"bad address {text!r}: want HOST:PORT")
+    return (host, int(port))
+
+
+class GossipService:
+    def __init__(
+        self,
+        name: str,
+        bind: Addr,
+        advertise: Addr,
+        keyring: Keyring,
+        meta: dict[str, Any],
+        seeds: Sequence[Addr] = (),
+        config: GossipConfig | None = None,
+        on_event: Callable[[MemberEvent], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.name = name
+        self.bind = bind
+        self.advertise = advertise
+        self.keyring = keyring
+        self.seeds = list(seeds)
+        self.config = config or GossipConfig()
+        self._rng = rng or random.Random()
+        self._initial_meta = meta
+        self.core: Gossip | None = None
+        self.dropped: dict[str, int] = {}
+        self.totals = {"packets_in": 0, "packets_out": 0, "bytes_in": 0, "bytes_out": 0}
+        self._on_event = on_event
+        self._kick = trio.Event()
+        self._out_send, self._out_recv = trio.open_memory_channel[tuple[Addr, bytes]](OUTBOX_LIMIT)
+        self._nursery: trio.Nursery | None = None
+        self._udp: trio.socket.SocketType | None = None
+        self.joined = trio.Event()
+
+    # --- the agent-facing API ---------------------------------------------------------------
+    def _now(self) -> float:
+        return trio.current_time()
+
+    def members(self) -> list[MemberSnapshot]:
+        if self.core is None:
+            return []
+        return [
+            MemberSnapshot(
+                m.name, m.status.value, f"{m.addr[0]}:{m.addr[1]}", m.incarnation, m.meta
+            )
+            for m in self.core.snapshot()
+        ]
+
+    def set_meta(self, meta: dict[str, Any]) -> None:
+        if self.core is None:
+            self._initial_meta = meta
+            return
+        self.core.set_meta(self._now(), meta)
+        self._flush()
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        core = self.core.counters if self.core else {}
+        return {"totals": dict(self.totals), "dropped": dict(self.dropped), "core": dict(core)}
+
+    async def leave(self, timeout_s: float = 2.0) -> None:
+        """Tell the cluster we leave (status `left`, never a failure), then give it a moment."""
+        if self.core is None:
+            return
+        self.core.leave(self._now())
+        self._flush()
+        with trio.move_on_after(timeout_s):
+            await trio.sleep(min(timeout_s, 3 * self.config.gossip_interval_s))
+        log.info("gossip.left", name=self.name)
+
+    # --- plumbing ----------------------------------------------------------------------------
+    def _drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def _flush(self) -> None:
+        core = self.core
+        assert core is not None
+        for addr, msgs in core.outbox:
+            packet = encode(self.keyring, self.name, msgs)
+            try:
+                self._out_send.send_nowait((addr, packet))
+            except trio.WouldBlock:
+                self._drop("outbox_full")
+        core.outbox.clear()
+        if self._nursery is not None:
+            for addr, seq, _target in core.tcp_pings:
+                self._nursery.start_soon(self._tcp_ping, addr, seq)
+            if core.take_push_pull_due():
+                peer = core.push_pull_target()
+                if peer is not None:
+                    self._nursery.start_soon(self._push_pull_quietly, peer.addr, False)
+        core.tcp_pings.clear()
+        for ev in core.events:
+            level = log.info if ev.kind in ("dead", "left", "joined", "alive") else log.debug
+            level(f"member.{ev.kind}", member=ev.name, incarnation=ev.incarnation)
+            if self._on_event is not None:
+                self._on_event(ev)
+            if ev.kind in ("joined", "alive") and ev.name != self.name:
+                self.joined.set()
+        core.events.clear()
+        self._kick.set()
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self.core = Gossip(
+            self.name, self.advertise, self._initial_meta, self._rng, self._now(), self.config
+        )
+        udp = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+        await udp.bind(self.bind)
+        self._udp = udp
+        listeners = await trio.open_tcp_listeners(self.bind[1], host=self.bind[0])
+        log.info("gossip.listening", addr=f"{self.advertise[0]}:{self.advertise[1]}")
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._udp_receiver, udp)
+                nursery.start_soon(self._udp_sender, udp)
+                nursery.start_soon(self._timers)
+                nursery.start_soon(self._reconnector)
+                nursery.start_soon(trio.serve_listeners, self._serve_tcp, listeners)
+                if self.seeds:
+                    nursery.start_soon(self._join)
+                task_status.started()
+        finally:
+            udp.close()
+
+    async def _udp_sender(self, udp: trio.socket.SocketType) -> None:
+        async for addr, packet in self._out_recv:
+            try:
+                await udp.sendto(packet, addr)
+                self.totals["packets_out"] += 1
+                self.totals["bytes_out"] += len(packet)
+            except OSError:
+                self._drop("send_error")
+
+    async def _udp_receiver(self, udp: trio.socket.SocketType) -> None:
+        while True:
+            try:
+                packet, src = await udp.recvfrom(65_535)
+            except OSError:
+                self._drop("recv_error")
+                continue
+            self.handle_packet(packet, (str(src[0]), int(src[1])))
+
+    def handle_packet(self, packet: bytes, src: Addr) -> None:
+        """One UDP packet in; never raises."""
+        self.totals["packets_in"] += 1
+        self.totals["bytes_in"] += len(packet)
+        try:
+            sender, msgs = decode(self.keyring, packet)
+            assert self.core is not None
+            self.core.handle(self._now(), src, sender, msgs)
+            self._flush()
+        except DecodeError as exc:
+            self._drop(exc.reason)
+        except Exception:  # a bug must cost one packet, not the agent
+            self._drop("internal_error")
+            log.exception("gossip.packet_error", src=f"{src[0]}:{src[1]}")
+
+    async def _timers(self) -> None:
+        assert self.core is not None
+        while True:
+            with trio.move_on_at(self.core.next_deadline()):
+                await self._kick.wait()
+            self._kick = trio.Event()
+            self.core.tick(self._now())
+            self._flush()
+
+    # --- TCP: push-pull, join, ping fallback --------------------------------------------------
+    async def _send_frame(self, stream: trio.abc.Stream, msg: Msg) -> None:
+        packet = encode(self.keyring, self.name, [msg])
+        await stream.send_all(struct.pack(">I", len(packet)) + packet)
+        self.totals["bytes_out"] += len(packet) + 4
+
+    async def _recv_frame(self, stream: trio.SocketStream) -> Msg:
+        header = await _recv_exactly(stream, 4)
+        (size,) = struct.unpack(">I", header)
+        if size > MAX_TCP_BYTES:
+            raise DecodeError("oversized")
+        body = await _recv_exactly(stream, size)
+        self.totals["bytes_in"] += size + 4
+        _sender, msgs = decode(self.keyring, body, limit=MAX_TCP_BYTES)
+        if len(msgs) != 1:
+            raise DecodeError("bad_tcp_frame")
+        return msgs[0]
+
+    async def _serve_tcp(self, stream: trio.SocketStream) -> None:
+        try:
+            with trio.fail_after(TCP_TIMEOUT_S):
+                msg = await self._recv_frame(stream)
+                assert self.core is not None
+                if msg[0] == MsgType.PUSH_PULL:
+                    reply: Msg = [MsgType.PUSH_PULL, False, self.core.push_pull_state()]
+                    self.core.merge_state(self._now(), msg[2])
+                    self._flush()
+                    await self._send_frame(stream, reply)
+                elif msg[0] == MsgType.PING:
+                    ack = self.core.answer_tcp_ping(msg)
+                    if ack is not None:
+                        await self._send_frame(stream, ack)
+                else:
+                    self._drop("unexpected_tcp_message")
+        except DecodeError as exc:
+            self._drop(exc.reason)
+        except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, EOFError):
+            self._drop("tcp_incomplete")
+        except Exception:
+            self._drop("internal_error")
+            log.exception("gossip.tcp_error")
+        finally:
+            await stream.aclose()
+
+    async def _exchange(self, addr: Addr, msg: Msg, timeout_s: float) -> Msg:
+        with trio.fail_after(timeout_s):
+            stream = await trio.open_tcp_stream(addr[0], addr[1])
+            try:
+                await self._send_frame(stream, msg)
+                return await self._recv_frame(stream)
+            finally:
+                await stream.aclose()
+
+    async def push_pull(self, addr: Addr, join: bool) -> None:
+        assert self.core is not None
+        reply = await self._exchange(
+            addr, [MsgType.PUSH_PULL, join, self.core.push_pull_state()], TCP_TIMEOUT_S
+        )
+        if reply[0] != MsgType.PUSH_PULL:
+            raise DecodeError("bad_push_pull_reply")
+        self.core.merge_state(self._now(), reply[2])
+        self._flush()
+
+    async def _push_pull_quietly(self, addr: Addr, join: bool) -> bool:
+        try:
+            await self.push_pull(addr, join)
+            return True
+        except DecodeError as exc:
+            self._drop(exc.reason)
+        except (OSError, trio.TooSlowError, trio.BrokenResourceError, EOFError) as exc:
+            log.debug("gossip.push_pull_failed", addr=f"{addr[0]}:{addr[1]}", detail=str(exc))
+        return False
+
+    async def _join(self) -> None:
+        """Push-pull with the first seed that answers; retry the list with backoff until one
+        does, so agents may start in any order."""
+        delay = 0.5
+        while True:
+            for seed in self.seeds:
+                if await self._push_pull_quietly(seed, True):
+                    log.info(
+                        "gossip.joined", seed=f"{seed[0]}:{seed[1]}", members=len(self.members())
+                    )
+                    return
+            log.warning("gossip.join_retry", seeds=len(self.seeds), retry_in_s=delay)
+            await trio.sleep(delay)
+            delay = min(JOIN_BACKOFF_MAX_S, delay * 2)
+
+    async def _reconnector(self) -> None:
+        """Try members we believe dead now and then: how the sides of a healed partition meet."""
+        assert self.core is not None
+        while True:
+            await trio.sleep(RECONNECT_INTERVAL_S * (0.5 + self._rng.random()))
+            target = self.core.reconnect_target()
+            if target is not None and target.status == Status.DEAD:
+                await self._push_pull_quietly(target.addr, False)
+
+    async def _tcp_ping(self, addr: Addr, seq: int) -> None:
+        """The TCP fallback probe: a path that loses UDP but not TCP is still a live peer."""
+        assert self.core is not None
+        budget = max(0.1, self.config.probe_interval_s - self.config.probe_timeout_s)
+        target_name = next((m.name for m in self.core.snapshot() if m.addr == addr), "")
+        try:
+            reply = await self._exchange(addr, [MsgType.PING, seq, target_name, self.name], budget)
+        except (OSError, trio.TooSlowError, trio.BrokenResourceError, EOFError, DecodeError):
+            return
+        if reply[0] == MsgType.ACK and reply[1] == seq:
+            self.core.tcp_ack(self._now(), seq)
+            self._flush()
+
+
+async def _recv_exactly(stream: trio.SocketStream, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = await stream.receive_some(n - len(buf))
+        if not chunk:
+            raise EOFError("connection closed early")
+        buf += chunk
+    return bytes(buf)

@@ -1,0 +1,143 @@
+"""The agent-to-agent HTTP client: ask a peer to create, stop, start or destroy a servo, read its
+state, and exchange project specs. Every request is signed with the cluster key.
+
+Transport failures become `PeerUnreachable`; a peer's refusal (admission) becomes `PeerRefused`
+with its reason, and a failed creation `PeerFailed`: the deployer excludes that host and places
+again on any of the three.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+
+from api.internal_auth import HEADER, sign
+
+
+class PeerError(Exception):
+    """A peer did not do what was asked. `reason` is a short code for metrics and explanations."""
+
+    reason = "error"
+
+    def __init__(self, node: str, detail: str, reason: str | None = None) -> None:
+        super().__init__(f"{node}: {detail}")
+        self.node = node
+        self.detail = detail
+        if reason:
+            self.reason = reason
+
+
+class PeerUnreachable(PeerError):
+    reason = "unreachable"
+
+
+class PeerRefused(PeerError):
+    reason = "refused"
+
+
+class PeerFailed(PeerError):
+    reason = "failed"
+
+
+class PeerClient:
+    def __init__(
+        self,
+        keys: Sequence[bytes],
+        timeout_s: float = 30.0,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self._key = keys[0]
+        self._clock_ms = clock_ms
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s, connect=2.0),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _call(
+        self,
+        node: str,
+        api: str,
+        method: str,
+        path: str,
+        body: Any = None,
+        timeout_s: float | None = None,
+    ) -> Any:
+        raw = json.dumps(body).encode() if body is not None else b""
+        headers = {HEADER: sign(self._key, self._clock_ms(), method, path, raw)}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            resp = await self._client.request(
+                method,
+                api.rstrip("/") + path,
+                content=raw,
+                headers=headers,
+                timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+        except httpx.TimeoutException:
+            raise PeerUnreachable(node, f"no answer from {api} in time", "timeout") from None
+        except httpx.HTTPError as exc:
+            raise PeerUnreachable(node, f"cannot reach {api}: {exc}") from None
+        try:
+            data = resp.json() if resp.content else {}
+        except ValueError:
+            data = {"error": "bad_response", "detail": resp.text[:200]}
+        if resp.status_code < 300:
+            return data
+        detail = str(data.get("detail", resp.text[:200])) if isinstance(data, dict) else str(data)
+        reason = (
+            str(data.get("reason") or data.get("error") or "error")
+            if isinstance(data, dict)
+            else "error"
+        )
+        if resp.status_code == 409:
+            raise PeerRefused(node, detail, reason)
+        if resp.status_code in (401, 403):
+            raise PeerRefused(node, detail, "unauthorized")
+        raise PeerFailed(node, detail, reason)
+
+    async def create_servo(
+        self, node: str, api: str, spec: dict[str, Any], idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        body = {"spec": spec, "idempotency_key": idempotency_key}
+        result: dict[str, Any] = await self._call(node, api, "POST", "/internal/servos", body)
+        return result
+
+    async def servo_action(self, node: str, api: str, servo_id: str, action: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(
+            node, api, "POST", f"/internal/servos/{servo_id}/{action}", {}
+        )
+        return result
+
+    async def destroy_servo(
+        self, node: str, api: str, servo_id: str, keep_volume: bool = False
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(
+            node, api, "POST", f"/internal/servos/{servo_id}/destroy", {"keep_volume": keep_volume}
+        )
+        return result
+
+    async def get_state(self, node: str, api: str, timeout_s: float = 2.0) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(
+            node, api, "GET", "/internal/state", None, timeout_s
+        )
+        return result
+
+    async def drain(self, node: str, api: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(node, api, "POST", "/internal/drain", {}, 600.0)
+        return result
+
+    async def push_specs(self, node: str, api: str, entries: list[dict[str, Any]]) -> None:
+        await self._call(node, api, "POST", "/internal/projects", {"entries": entries}, 5.0)
+
+    async def pull_specs(self, node: str, api: str) -> list[dict[str, Any]]:
+        data = await self._call(node, api, "GET", "/internal/projects", None, 5.0)
+        entries = data.get("entries", []) if isinstance(data, dict) else []
+        return list(entries)

@@ -1,0 +1,206 @@
+"""Many real gossip cores on one virtual clock and one virtual network.
+
+This is the layer the simulator, the gossip benchmark and the core's multi-member tests share:
+each simulated agent is an unmodified `gossip.core.Gossip`; this module only does what the Trio
+transport does for a real agent (deliver packets, wake the core at its deadline, run the TCP
+ping fallback and push-pull exchanges) on top of `sim.engine` and `sim.network`. Agents can
+crash (stop answering, for good or until restarted), and stall (stop processing for a while,
+like a SIGSTOPped process whose socket buffers fill; everything queued is handled on waking).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from gossip.core import Gossip, GossipConfig, MemberEvent
+from gossip.crypto import OVERHEAD
+from gossip.messages import Msg
+from gossip.wire import pack_messages
+from sim.engine import Engine
+from sim.network import Network
+
+TCP_RTT_FACTOR = 2.0
+
+
+class SimAgent:
+    def __init__(
+        self, net: GossipNet, name: str, region: str, zone: str, meta: dict[str, Any]
+    ) -> None:
+        self.net = net
+        self.name = name
+        self.region = region
+        self.zone = zone
+        self.core = Gossip(
+            name, (name, 1), meta, random.Random(net.rng.random()), net.engine.now, net.config
+        )
+        self.crashed = False
+        self.stalled_until = 0.0
+        self._backlog: list[tuple[str, Any]] = []
+        self._wake_at = float("inf")
+
+    @property
+    def stalled(self) -> bool:
+        return self.net.engine.now < self.stalled_until
+
+    def schedule(self) -> None:
+        when = self.core.next_deadline()
+        if self.stalled:
+            when = max(when, self.stalled_until)
+        if when < self._wake_at:
+            self._wake_at = when
+            self.net.engine.at(when, lambda: self._wake(when))
+
+    def _wake(self, when: float) -> None:
+        if when != self._wake_at or self.crashed:
+            return
+        self._wake_at = float("inf")
+        if self.stalled:
+            self.schedule()
+            return
+        now = self.net.engine.now
+        backlog, self._backlog = self._backlog, []
+        for src, msgs in backlog:
+            self.core.handle(now, (src, 1), src, msgs)
+        self.core.tick(now)
+        self.flush()
+
+    def receive(self, src: str, msgs: list[Msg]) -> None:
+        if self.crashed:
+            return
+        if self.stalled:
+            self._backlog.append((src, msgs))
+            self.schedule()
+            return
+        self.core.handle(self.net.engine.now, (src, 1), src, msgs)
+        self.flush()
+
+    def flush(self) -> None:
+        """Hand the core's outputs to the virtual network, as the Trio transport would."""
+        core, net = self.core, self.net
+        if core.outbox:
+            out, core.outbox = core.outbox, []
+            for addr, msgs in out:
+                net.send(self.name, addr[0], msgs)
+        if core.tcp_pings:
+            pings, core.tcp_pings = core.tcp_pings, []
+            for addr, seq, _target in pings:
+                net.tcp_ping(self, addr[0], seq)
+        if core.take_push_pull_due():
+            peer = core.push_pull_target()
+            if peer is not None:
+                net.push_pull(self, peer.name)
+        if core.events:
+            events, core.events = core.events, []
+            for ev in events:
+                net.on_event(self.name, ev)
+        self.schedule()
+
+
+class GossipNet:
+    def __init__(
+        self,
+        seed: int,
+        config: GossipConfig | None = None,
+        loss: float = 0.0,
+        engine: Engine | None = None,
+        on_event: Callable[[str, MemberEvent], None] | None = None,
+        count_bytes: bool = True,
+    ) -> None:
+        self.rng = random.Random(seed)
+        self.engine = engine or Engine()
+        self.config = config or GossipConfig()
+        self.agents: dict[str, SimAgent] = {}
+        self.network = Network(self.engine, self.rng, self._region, loss=loss)
+        self.network.attach(self._deliver)
+        self._on_event = on_event
+        self.count_bytes = count_bytes
+
+    def _region(self, name: str) -> str:
+        return self.agents[name].region
+
+    def add(
+        self, name: str, region: str = "r0", zone: str = "", meta: dict[str, Any] | None = None
+    ) -> SimAgent:
+        agent = SimAgent(self, name, region, zone or f"{region}-a", meta or {})
+        self.agents[name] = agent
+        agent.schedule()
+        return agent
+
+    def join_all(self, seed_name: str) -> None:
+        """Every agent pushes and pulls with one seed, as `--join` does."""
+        for agent in self.agents.values():
+            if agent.name != seed_name:
+                self.push_pull(agent, seed_name)
+
+    def send(self, src: str, dst: str, msgs: list[Msg]) -> None:
+        size = len(pack_messages(src, msgs)) + OVERHEAD if self.count_bytes else 0
+        self.network.send(src, dst, msgs, size)
+
+    def _deliver(self, src: str, dst: str, payload: Any) -> None:
+        agent = self.agents.get(dst)
+        if agent is not None:
+            kind = payload[0] if isinstance(payload, tuple) else None
+            if kind == "tcp":
+                payload[1]()
+            else:
+                agent.receive(src, payload)
+
+    def _reachable(self, a: str, b: str) -> bool:
+        net = self.network
+        return a not in net.down and b not in net.down and net.reachable(a, b)
+
+    def tcp_ping(self, agent: SimAgent, target: str, seq: int) -> None:
+        def acked() -> None:
+            if not agent.crashed and self._reachable(agent.name, target):
+                agent.core.tcp_ack(self.engine.now, seq)
+                agent.flush()
+
+        def answered() -> None:
+            t = self.agents.get(target)
+            if t is None or t.crashed or t.stalled or agent.crashed:
+                return
+            self.engine.after(self.config.probe_timeout_s / 10, acked)
+
+        self.network.send(agent.name, target, ("tcp", answered), 64, reliable=True)
+
+    def push_pull(self, agent: SimAgent, target: str) -> None:
+        def exchange() -> None:
+            t = self.agents.get(target)
+            if t is None or t.crashed or t.stalled or agent.crashed:
+                return
+            now = self.engine.now
+            mine, theirs = agent.core.push_pull_state(), t.core.push_pull_state()
+            t.core.merge_state(now, mine)
+            t.flush()
+
+            def back() -> None:
+                if not agent.crashed and self._reachable(agent.name, target):
+                    agent.core.merge_state(self.engine.now, theirs)
+                    agent.flush()
+
+            self.engine.after(0.001, back)
+
+        size = 64 * (len(self.agents) + 1) if self.count_bytes else 0
+        self.network.send(agent.name, target, ("tcp", exchange), size, reliable=True)
+
+    def on_event(self, observer: str, event: MemberEvent) -> None:
+        if self._on_event is not None:
+            self._on_event(observer, event)
+
+    # --- faults -----------------------------------------------------------------------------
+    def crash(self, name: str) -> None:
+        self.agents[name].crashed = True
+        self.network.down.add(name)
+
+    def stall(self, name: str, seconds: float) -> None:
+        agent = self.agents[name]
+        agent.stalled_until = max(agent.stalled_until, self.engine.now + seconds)
+        agent.schedule()
+
+    def run(self, seconds: float) -> None:
+        self.engine.run_until(self.engine.now + seconds)
+
+    def view(self, observer: str) -> dict[str, str]:
+        return {m.name: m.status.value for m in self.agents[observer].core.members.values()}
