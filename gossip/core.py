@@ -449,6 +449,10 @@ class Gossip:
         if m is None:
             m = Member(name, addr, inc, Status.ALIVE, dict(meta), meta_version, now)
             self.members[name] = m
+            # Probe a newcomer at a random point of the current round (memberlist does the
+            # same): members that learn of it together do not probe it in lockstep.
+            at = self.rng.randint(self._probe_pos, len(self._probe_order))
+            self._probe_order.insert(at, name)
             self._emit("joined", m, now)
             self._queue_alive(m)
             return

@@ -21,7 +21,7 @@ from gossip.wire import pack_messages
 from sim.engine import Engine
 from sim.network import Network
 
-TCP_RTT_FACTOR = 2.0
+RECONNECT_INTERVAL_S = 10.0  # as gossip.service: try a member believed dead now and then
 
 
 class SimAgent:
@@ -39,6 +39,21 @@ class SimAgent:
         self.stalled_until = 0.0
         self._backlog: list[tuple[str, Any]] = []
         self._wake_at = float("inf")
+        self._reconnect_rng = random.Random(net.rng.random())
+        self._schedule_reconnect()
+
+    def _schedule_reconnect(self) -> None:
+        delay = RECONNECT_INTERVAL_S * (0.5 + self._reconnect_rng.random())
+        self.net.engine.after(delay, self._reconnect)
+
+    def _reconnect(self) -> None:
+        if self.crashed:
+            return
+        if not self.stalled:
+            target = self.core.reconnect_target()
+            if target is not None:
+                self.net.push_pull(self, target.name)
+        self._schedule_reconnect()
 
     @property
     def stalled(self) -> bool:

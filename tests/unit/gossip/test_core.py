@@ -1,0 +1,164 @@
+"""State transitions of the gossip core, driven in memory on a virtual clock."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from gossip.core import Gossip, GossipConfig
+from gossip.messages import MsgType, Status
+from sim.gossip_net import GossipNet
+
+
+def cluster(n: int, seed: int = 7, **kw: object) -> GossipNet:
+    net = GossipNet(seed=seed, **kw)  # type: ignore[arg-type]
+    for i in range(n):
+        net.add(f"m{i}", region=f"r{i % 2}")
+    net.join_all("m0")
+    net.run(5)
+    return net
+
+
+def statuses(net: GossipNet, target: str, crashed: set[str] = frozenset()) -> set[str]:  # type: ignore[assignment]
+    return {net.view(a)[target] for a in net.agents if a != target and a not in crashed}
+
+
+def test_join_through_one_seed_reaches_everyone() -> None:
+    net = cluster(20)
+    for name in net.agents:
+        view = net.view(name)
+        assert len(view) == 20 and set(view.values()) == {"alive"}
+
+
+def test_crash_goes_alive_suspect_dead_everywhere() -> None:
+    events: list[tuple[str, str, str]] = []
+    net = cluster(10)
+    net._on_event = lambda obs, ev: events.append((obs, ev.kind, ev.name))
+    net.crash("m3")
+    net.run(25)
+    assert statuses(net, "m3", {"m3"}) == {"dead"}
+    kinds = [k for _, k, n in events if n == "m3"]
+    assert kinds.index("suspect") < kinds.index("dead")
+    assert all(
+        net.view(a)[b] == "alive" for a in net.agents if a != "m3" for b in net.agents if b != "m3"
+    )
+
+
+def test_stalled_member_refutes_and_is_never_declared_dead() -> None:
+    net = cluster(10)
+    net.stall("m4", 2.5)  # long enough to be suspected, far shorter than the suspicion timeout
+    net.run(30)
+    assert statuses(net, "m4") == {"alive"}
+    assert net.agents["m4"].core.me.incarnation >= 1  # it had to refute
+    assert net.agents["m4"].core.counters.get("refutations", 0) >= 1
+
+
+def test_graceful_leave_is_left_not_dead() -> None:
+    net = cluster(8)
+    agent = net.agents["m2"]
+    agent.core.leave(net.engine.now)
+    agent.flush()
+    net.run(1)
+    net.crash("m2")
+    net.run(30)
+    assert statuses(net, "m2", {"m2"}) == {"left"}
+
+
+def test_metadata_changes_reach_everyone() -> None:
+    net = cluster(12)
+    agent = net.agents["m5"]
+    agent.core.set_meta(net.engine.now, {"free_mb": 100})
+    agent.flush()
+    net.run(3)
+    for name in net.agents:
+        assert net.agents[name].core.members["m5"].meta == {"free_mb": 100}
+
+
+def test_partition_heals_through_reconnect_push_pull() -> None:
+    net = cluster(6)
+    side_a = ["m0", "m1", "m2"]
+    net.network.partition([side_a, ["m3", "m4", "m5"]])
+    net.run(40)
+    assert net.view("m0")["m4"] == "dead"
+    net.network.heal()
+    net.push_pull(net.agents["m0"], "m4")  # what the shell's reconnect loop does
+    net.run(20)
+    for name in net.agents:
+        assert set(net.view(name).values()) == {"alive"}, (name, net.view(name))
+
+
+def test_same_seed_same_history() -> None:
+    def trace(seed: int) -> list[tuple[float, str, str, str]]:
+        out: list[tuple[float, str, str, str]] = []
+        net = GossipNet(
+            seed=seed, loss=0.05, on_event=lambda o, e: out.append((e.at_s, o, e.kind, e.name))
+        )
+        for i in range(30):
+            net.add(f"m{i}")
+        net.join_all("m0")
+        net.run(5)
+        net.crash("m7")
+        net.run(20)
+        return out
+
+    assert trace(3) == trace(3)
+    assert trace(3) != trace(4)
+
+
+def core_with_peers(n: int, config: GossipConfig | None = None) -> Gossip:
+    g = Gossip("me", ("me", 1), {}, random.Random(1), 0.0, config)
+    for i in range(n):
+        g.handle(0.0, ("p", 1), f"p{i}", [[MsgType.ALIVE, f"p{i}", 0, (f"p{i}", 1), 1, {}]])
+    g.events.clear()
+    return g
+
+
+def test_independent_confirmations_accelerate_suspicion() -> None:
+    g = core_with_peers(20)
+    g.handle(1.0, ("p1", 1), "p1", [[MsgType.SUSPECT, "p9", 0, "p1"]])
+    slow = g.suspicions["p9"].deadline_s
+    g.handle(1.1, ("p2", 1), "p2", [[MsgType.SUSPECT, "p9", 0, "p2"]])
+    g.handle(1.2, ("p2", 1), "p2", [[MsgType.SUSPECT, "p9", 0, "p2"]])  # a repeat counts once
+    mid = g.suspicions["p9"].deadline_s
+    g.handle(1.3, ("p3", 1), "p3", [[MsgType.SUSPECT, "p9", 0, "p3"]])
+    fast = g.suspicions["p9"].deadline_s
+    assert slow > mid > fast
+    assert fast == pytest.approx(1.0 + g.suspicions["p9"].low_s)
+    g.tick(fast + 0.01)
+    assert g.members["p9"].status == Status.DEAD
+
+
+def test_refutation_by_incarnation_bump() -> None:
+    g = core_with_peers(5)
+    g.handle(1.0, ("p1", 1), "p1", [[MsgType.SUSPECT, "me", 0, "p1"]])
+    assert g.me.incarnation == 1 and g.me.status == Status.ALIVE
+    g.handle(1.0, ("p1", 1), "p1", [[MsgType.DEAD, "me", 1, "p1", False]])
+    assert g.me.incarnation == 2
+    # an older suspicion about a member that has since refuted is ignored
+    g.handle(2.0, ("p2", 1), "p2", [[MsgType.ALIVE, "p3", 5, ("p3", 1), 1, {}]])
+    g.handle(2.0, ("p2", 1), "p2", [[MsgType.SUSPECT, "p3", 4, "p2"]])
+    assert g.members["p3"].status == Status.ALIVE
+
+
+def test_ping_to_a_suspect_carries_the_suspicion() -> None:
+    g = core_with_peers(1)
+    g.handle(1.0, ("p1", 1), "p1", [[MsgType.SUSPECT, "p0", 0, "p1"]])
+    g.outbox.clear()
+    g.tick(5.0)  # the probe timer fires: the only member to probe is the suspect
+    kinds = [[m[0] for m in msgs] for _, msgs in g.outbox]
+    assert [MsgType.PING, MsgType.SUSPECT] in kinds
+
+
+def test_awareness_rises_with_missed_nacks_and_stretches_probes() -> None:
+    g = core_with_peers(6)
+    for t in range(1, 6):  # nobody answers anything: probes fail and helpers never nack
+        g.tick(float(t * 10))
+        g.tick(float(t * 10) + 9)
+    assert g.awareness.score > 0
+    assert g.awareness.scale(1.0) > 1.0
+    off = core_with_peers(6, GossipConfig(lifeguard=False))
+    for t in range(1, 6):
+        off.tick(float(t * 10))
+        off.tick(float(t * 10) + 9)
+    assert off.awareness.score == 0
