@@ -92,17 +92,18 @@ def run(
         t += CRASH_EVERY_S
     net.engine.run_until(end + 40)
     duration = end - start
-    everywhere = []
-    for victim, at in crashed_at.items():
-        alive_observers = {
-            a for a, ag in net.agents.items() if not ag.crashed and a in net.agents and a != victim
-        }
-        observers_then = alive_observers  # replacements joined after the crash may not know it
-        seen = dead_by.get(victim, set())
-        if observers_then - seen - {f"m{i}" for i in range(n, next_id)}:
-            everywhere.append(float("inf"))
-        else:
-            everywhere.append(max(dead_times[victim]))
+    everywhere: list[float] = []
+    after_suspect: list[float] = []
+    joined_later = {f"m{i}" for i in range(n, next_id)}
+    for victim in crashed_at:
+        observers = {a for a, ag in net.agents.items() if not ag.crashed and a != victim}
+        if observers - dead_by.get(victim, set()) - joined_later:
+            everywhere.append(float("inf"))  # some member never learned of it
+            continue
+        last = max(dead_times[victim])
+        everywhere.append(last)
+        if victim in first_suspect:
+            after_suspect.append(last - first_suspect[victim])
     sent = net.network.stats.sent - msgs0
     sent_bytes = net.network.stats.bytes_sent - bytes0
     return {
@@ -110,6 +111,7 @@ def run(
         "suspect_p99": pct(list(first_suspect.values()), 0.99),
         "dead_p50": statistics.median(everywhere),
         "dead_p99": pct(everywhere, 0.99),
+        "after_suspect_p99": pct(after_suspect, 0.99),
         "false_dead": false_dead,
         "msgs_per_member_s": sent / n / duration,
         "kbit_per_member_s": sent_bytes * 8 / 1000 / n / duration,
@@ -126,9 +128,10 @@ def main() -> None:
     parser.add_argument("--losses", type=float, nargs="+", default=[0.0, 0.01, 0.05])
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    cols = "members loss  stalls lifeguard | suspect p50/p99 (s) | dead-everywhere p50/p99 (s) | false dead | msgs/s kbit/s per member"
-    print(cols)
-    print("-" * len(cols))
+    print(
+        "members  loss stalls lifeguard | first suspect p50/p99 | dead everywhere p50/p99"
+        " (from suspect p99) | false dead | per member: msgs/s kbit/s"
+    )
     for n in args.sizes:
         for loss in args.losses:
             for stalls in (False, True):
@@ -136,12 +139,14 @@ def main() -> None:
                     t0 = time.perf_counter()
                     r = run(n, loss, stalls, lifeguard, args.minutes, args.seed)
                     wall = time.perf_counter() - t0
+                    flags = f"{'yes' if stalls else 'no':>6} {'on' if lifeguard else 'off':>9}"
                     print(
-                        f"{n:>7} {loss * 100:>3.0f}%  {'yes' if stalls else 'no':>6} {'on' if lifeguard else 'off':>9} |"
-                        f" {r['suspect_p50']:>6.2f} / {r['suspect_p99']:>5.2f}     |"
-                        f" {r['dead_p50']:>8.2f} / {r['dead_p99']:>6.2f}           |"
-                        f" {r['false_dead']:>10} | {r['msgs_per_member_s']:>6.1f} {r['kbit_per_member_s']:>6.1f}"
-                        f"   ({wall:.0f} s wall)",
+                        f"{n:>7} {loss * 100:>4.0f}% {flags} |"
+                        f" {r['suspect_p50']:>8.2f} / {r['suspect_p99']:>5.2f} s  |"
+                        f" {r['dead_p50']:>8.2f} / {r['dead_p99']:>5.2f} s"
+                        f" ({r['after_suspect_p99']:>5.2f} s)       |"
+                        f" {r['false_dead']:>10} | {r['msgs_per_member_s']:>6.1f}"
+                        f" {r['kbit_per_member_s']:>6.1f}   [{wall:.0f} s wall]",
                         flush=True,
                     )
 
