@@ -22,7 +22,7 @@ from node.peers import PeerClient, PeerError, PeerFailed
 from node.projects import Project
 from placement import place
 from placement.model import PlacementRequest, ServoRef
-from placement.recovery import ProjectSpec, choose_scale_down
+from placement.recovery import COUNTED_STATUSES, ProjectSpec, choose_scale_down
 
 log = get_logger("node.deployer")
 
@@ -180,11 +180,11 @@ class Deployer:
         desired = 0 if project.stopped else project.replicas
         outcome = Outcome(project.name, desired)
         peers, silent = await self.fresh_peers()
-        alive = {p.name for p in peers if p.alive}
+        counted = {p.name for p in peers if p.status in COUNTED_STATUSES}
         live = [
             s
             for s in servos_of(project.name, peers)
-            if s.node in alive and s.state in LIVE_SERVO_STATES
+            if s.node in counted and s.state in LIVE_SERVO_STATES
         ]
         if len(live) > desired:
             await self._remove_extra(project, peers, len(live) - desired, outcome)
@@ -193,7 +193,7 @@ class Deployer:
                 project, desired - len(live), retries_per_servo, outcome, peers, silent
             )
         final = self._overlay.apply(peers, self._clock())
-        outcome.servos = [s for s in servos_of(project.name, final) if s.node in alive]
+        outcome.servos = [s for s in servos_of(project.name, final) if s.node in counted]
         return outcome
 
     async def _remove_extra(
@@ -241,7 +241,8 @@ class Deployer:
             existing = tuple(
                 (s.servo_id, s.node)
                 for s in servos_of(project.name, peers)
-                if s.state in LIVE_SERVO_STATES and any(p.name == s.node and p.alive for p in peers)
+                if s.state in LIVE_SERVO_STATES
+                and any(p.name == s.node and p.status in COUNTED_STATUSES for p in peers)
             )
             request = PlacementRequest(
                 project=project.name,

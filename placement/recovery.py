@@ -76,11 +76,17 @@ def recovery_owner(project: str, alive_nodes: Iterable[str]) -> str | None:
     return best[1] if best else None
 
 
+COUNTED_STATUSES = frozenset({ALIVE, "suspect"})
+
+
 def live_servos(project: str, view: ClusterView) -> list[tuple[str, str]]:
+    """Servos that still count: on alive nodes and on suspect ones. A suspect may refute;
+    replacing its servos during the suspicion would only create extras to remove again, so
+    recovery waits for "dead" (new servos still only go to alive nodes)."""
     return sorted(
         (ref.servo_id, n.name)
         for n in view.nodes
-        if n.status == ALIVE
+        if n.status in COUNTED_STATUSES
         for ref in n.servos
         if ref.project == project
     )

@@ -1,0 +1,238 @@
+"""The simulated fleet: every agent's real gossip core (via `sim.gossip_net`), the fake
+runtime's capacity accounting per host, and leaderless recovery with the real placement and
+recovery-planning functions.
+
+What is simplified, and why: capacities and servo lists are read from the hosts themselves (the
+ground truth) rather than from each agent's copy of gossip metadata, which in a quiet cluster
+is the same data a moment later; membership (who is alive, suspect, dead) is each agent's own,
+from its own gossip core, so detection delays, false suspicions and partitions shape recovery
+exactly as they would. A servo creation is one round trip to the chosen host, which admits it
+only if it has room and no servo of the project (the host's admission check); a refusal is a
+placement conflict, and the owner retries on another host, at most 3 more hosts per servo.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import attrs
+
+from gossip.core import MemberEvent
+from placement.hashing import mix, stable_hash
+from placement.model import ClusterView, NodeView, PlacementRequest, ServoRef
+from placement.place import PlacementIndex
+from placement.recovery import COUNTED_STATUSES, ProjectSpec, plan_project
+from sim.gossip_net import GossipNet
+
+RECOVERY_DELAY_S = 0.5  # coalesce a burst of dead events into one recovery round per agent
+RETRY_HOSTS_PER_SERVO = 3
+
+
+@attrs.define
+class Host:
+    name: str
+    region: str
+    zone: str
+    memory_total_mb: int
+    millicpus_total: int
+    memory_free_mb: int
+    millicpus_free: int
+    servos: dict[str, str] = attrs.field(factory=dict)  # servo_id -> project
+
+
+@attrs.define
+class Counters:
+    created: int = 0
+    removed: int = 0
+    conflicts: int = 0
+    retries: int = 0
+    recovery_rounds: int = 0
+
+
+class Fleet:
+    def __init__(self, net: GossipNet, specs: list[ProjectSpec]) -> None:
+        self.net = net
+        self.specs = {s.name: s for s in specs}
+        self.hosts: dict[str, Host] = {}
+        self.counters = Counters()
+        self._pending: set[str] = set()
+        self._ranking: dict[str, list[str]] = {}
+        self._node_hash: dict[str, int] = {}
+        self.on_change: Callable[[], None] = lambda: None
+        net._on_event = self._on_event
+
+    def add_host(self, name: str, region: str, zone: str, memory_mb: int, millicpus: int) -> None:
+        self.hosts[name] = Host(name, region, zone, memory_mb, millicpus, memory_mb, millicpus)
+        self.net.add(name, region=region, zone=zone)
+        self._node_hash[name] = stable_hash(name)
+
+    # --- ground truth --------------------------------------------------------------------------
+    def up(self, name: str) -> bool:
+        return not self.net.agents[name].crashed
+
+    def live_counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(self.specs, 0)
+        for h in self.hosts.values():
+            if self.up(h.name):
+                for project in h.servos.values():
+                    counts[project] += 1
+        return counts
+
+    def view_for(self, observer: str | None) -> ClusterView:
+        """The cluster as `observer` sees it: its own membership, the hosts' real capacity."""
+        statuses = self.net.view(observer) if observer else {}
+        nodes = []
+        for h in self.hosts.values():
+            status = (
+                statuses.get(h.name, "dead")
+                if observer
+                else ("alive" if self.up(h.name) else "dead")
+            )
+            nodes.append(
+                NodeView(
+                    h.name,
+                    h.region,
+                    h.zone,
+                    status,
+                    h.memory_total_mb,
+                    h.memory_free_mb,
+                    h.millicpus_total,
+                    h.millicpus_free,
+                    tuple(ServoRef(p, sid) for sid, p in sorted(h.servos.items())),
+                )
+            )
+        return ClusterView(tuple(nodes))
+
+    # --- initial deployment (the real placement, one project after another) -----------------------
+    def deploy_all(self) -> int:
+        index = PlacementIndex(self.view_for(None))
+        missing = 0
+        for spec in self.specs.values():
+            req = PlacementRequest(
+                spec.name, spec.replicas, spec.memory_mb, spec.millicpus, spec.spread
+            )
+            decision = index.place(req)
+            index.apply(req, decision)
+            for i, node in enumerate(decision.placements):
+                self._admit(node, spec, f"{spec.name}-{i}")
+            missing += decision.missing
+        return missing
+
+    def _admit(self, node: str, spec: ProjectSpec, servo_id: str) -> bool:
+        h = self.hosts[node]
+        if (
+            not self.up(node)
+            or h.memory_free_mb < spec.memory_mb
+            or h.millicpus_free < spec.millicpus
+            or spec.name in h.servos.values()
+            or servo_id in h.servos
+        ):
+            return False
+        h.servos[servo_id] = spec.name
+        h.memory_free_mb -= spec.memory_mb
+        h.millicpus_free -= spec.millicpus
+        return True
+
+    def _remove(self, node: str, servo_id: str) -> None:
+        h = self.hosts[node]
+        project = h.servos.pop(servo_id, None)
+        if project is not None:
+            spec = self.specs[project]
+            h.memory_free_mb += spec.memory_mb
+            h.millicpus_free += spec.millicpus
+
+    # --- leaderless recovery -------------------------------------------------------------------
+    def _on_event(self, observer: str, ev: MemberEvent) -> None:
+        if ev.kind in ("dead", "joined", "alive") and observer not in self._pending:
+            self._pending.add(observer)
+            self.net.engine.after(RECOVERY_DELAY_S, lambda: self._recover(observer))
+        self.on_event(observer, ev)
+
+    def on_event(self, observer: str, ev: MemberEvent) -> None:
+        """Hook for the report's recorder."""
+
+    def owner(self, project: str, alive: set[str]) -> str | None:
+        """`placement.recovery.recovery_owner(project, alive)`, computed by walking a ranking
+        of all hosts kept per project (the same maximum, found without hashing every host)."""
+        ranking = self._ranking.get(project)
+        if ranking is None:
+            ph = stable_hash(project)
+            ranking = sorted(
+                self.hosts, key=lambda n: (mix(ph, self._node_hash[n]), n), reverse=True
+            )
+            self._ranking[project] = ranking
+        return next((n for n in ranking if n in alive), None)
+
+    def _recover(self, me: str) -> None:
+        self._pending.discard(me)
+        agent = self.net.agents[me]
+        if agent.crashed:
+            return
+        statuses = self.net.view(me)
+        alive = {n for n, s in statuses.items() if s == "alive"}
+        counted = {n for n, s in statuses.items() if s in COUNTED_STATUSES}
+        live: dict[str, int] = dict.fromkeys(self.specs, 0)
+        for h in self.hosts.values():
+            if h.name in counted:
+                for project in h.servos.values():
+                    live[project] += 1
+        todo = [
+            p
+            for p, spec in self.specs.items()
+            if live[p] != spec.desired and self.owner(p, alive) == me
+        ]
+        if not todo:
+            return
+        self.counters.recovery_rounds += 1
+        for project in todo:
+            self._repair(me, self.specs[project], set())
+
+    def _repair(self, me: str, spec: ProjectSpec, excluded: set[str], limit: int = 0) -> None:
+        """Carry out the owner's plan for one project; `limit` > 0 creates at most that many
+        (a retry replaces only the servo that failed, not the whole plan)."""
+        plan = plan_project(spec, self.view_for(me), excluded)
+        creates = plan.creates[:limit] if limit else plan.creates
+        for ref in plan.removes:
+            node = next(h.name for h in self.hosts.values() if ref.servo_id in h.servos)
+            self._remove(node, ref.servo_id)
+            self.counters.removed += 1
+        for node, servo_id in creates:
+
+            def create(node: str = node, servo_id: str = servo_id) -> None:
+                self._create(me, spec, node, servo_id, excluded)
+
+            self._rpc(me, node, create)
+        if plan.creates or plan.removes:
+            self.on_change()
+
+    def _rpc(self, src: str, dst: str, then: Callable[[], None]) -> None:
+        """One request/response between agents: a reliable round trip on the virtual network."""
+        net = self.net.network
+        if not net.reachable(src, dst):
+            then()
+            return
+        rtt = 2 * net._profile(src, dst).latency_s
+        self.net.engine.after(rtt, then)
+
+    def _create(
+        self, me: str, spec: ProjectSpec, node: str, servo_id: str, excluded: set[str]
+    ) -> None:
+        if self.net.agents[me].crashed:
+            return
+        reachable = self.net.network.reachable(me, node)
+        if reachable and self._admit(node, spec, servo_id):
+            self.counters.created += 1
+            self.on_change()
+            return
+        self.counters.conflicts += 1
+        if len(excluded) < RETRY_HOSTS_PER_SERVO:
+            self.counters.retries += 1
+            self._repair(me, spec, excluded | {node}, limit=1)
+
+
+def make_specs(
+    count: int, replicas: int, memory_mb: int, millicpus: int, spread: str, rng: random.Random
+) -> list[ProjectSpec]:
+    del rng  # sizes are uniform; kept for future mixes
+    return [ProjectSpec(f"p{i:05d}", replicas, memory_mb, millicpus, spread) for i in range(count)]

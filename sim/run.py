@@ -1,0 +1,286 @@
+"""Scenarios and the run that measures them.
+
+A run: build the fleet (agents spread over regions and zones), deploy the projects with the real
+placement, let gossip converge, inject the scenario's failure at `--fail-at`, and record what
+happens until `--duration`: detection (first suspicion, dead at every survivor), false
+positives, projects with zero or too few live servos over time, when every project is back at its
+desired count (or which cannot be, and why), and the traffic per agent.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from gossip.core import GossipConfig, MemberEvent
+from placement.recovery import plan_project
+from sim.fleet import Fleet, make_specs
+from sim.gossip_net import GossipNet
+from sim.network import LinkProfile
+
+SCENARIOS = (
+    "region-outage",
+    "zone-outage",
+    "region-partition",
+    "rolling-failures",
+    "slow-nodes",
+    "capacity-crunch",
+)
+WARMUP_S = 20.0
+SAMPLE_S = 1.0
+MEMBER_SAMPLE_OBSERVERS = 50
+
+
+@attrs.frozen
+class SimArgs:
+    scenario: str
+    agents: int = 100
+    regions: int = 3
+    zones: int = 2
+    projects: int = 100
+    replicas: int = 3
+    memory_mb: int = 8192  # per agent
+    servo_memory_mb: int = 256
+    loss: float = 0.0
+    seed: int = 1
+    duration_s: float = 120.0
+    fail_at_s: float = 30.0
+    heal_after_s: float = 30.0  # region-partition
+    interval_s: float = 10.0  # rolling-failures: one crash every interval
+    failures: int = 5  # rolling-failures
+    stall_s: float = 3.0  # slow-nodes
+    slow_fraction: float = 0.1  # slow-nodes
+    cross_region_ms: float = 40.0
+
+    def __attrs_post_init__(self) -> None:
+        if self.scenario not in SCENARIOS:
+            raise ValueError(
+                f"unknown scenario {self.scenario!r}; choose from {', '.join(SCENARIOS)}"
+            )
+        if self.agents < 2 or self.regions < 1 or self.zones < 1 or self.replicas < 1:
+            raise ValueError("need at least 2 agents, 1 region, 1 zone and 1 replica")
+        if not 0 <= self.loss < 1:
+            raise ValueError("--loss is a fraction in [0, 1)")
+        if self.fail_at_s >= self.duration_s:
+            raise ValueError("--fail-at must come before the end of --duration")
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _summary(values: list[float]) -> dict[str, float | None]:
+    return {
+        "p50": statistics.median(values) if values else None,
+        "p99": _pct(values, 0.99),
+        "max": max(values) if values else None,
+    }
+
+
+def simulate(
+    args: SimArgs, progress: Callable[[float, float], None] | None = None
+) -> dict[str, Any]:
+    rng = random.Random(args.seed)
+    crunch = args.scenario == "capacity-crunch"
+    memory = args.memory_mb
+    if crunch:
+        # size hosts so the fleet is ~80 % full: losing a region leaves too little room
+        demand = args.projects * args.replicas * args.servo_memory_mb
+        memory = max(args.servo_memory_mb, int(demand / args.agents / 0.8))
+    net = GossipNet(seed=rng.randrange(2**32), config=GossipConfig(), loss=args.loss)
+    net.network.cross_region = LinkProfile(args.cross_region_ms / 1000, args.cross_region_ms / 4000)
+    specs = make_specs(args.projects, args.replicas, args.servo_memory_mb, 100, "region", rng)
+    fleet = Fleet(net, specs)
+    names = []
+    for i in range(args.agents):
+        region = f"r{i % args.regions}"
+        zone = f"{region}-z{(i // args.regions) % args.zones}"
+        name = f"a{i:05d}"
+        names.append(name)
+        fleet.add_host(name, region, zone, memory, 64_000)
+    unplaced = fleet.deploy_all()
+    net.join_all(names[0])
+
+    failed: dict[str, float] = {}
+    first_suspect: dict[str, float] = {}
+    dead_at: dict[str, dict[str, float]] = {}
+    false_dead: list[tuple[str, str]] = []
+    false_suspect = 0
+
+    def record(observer: str, ev: MemberEvent) -> None:
+        nonlocal false_suspect
+        if ev.kind == "suspect":
+            if ev.name in failed:
+                first_suspect.setdefault(ev.name, ev.at_s - failed[ev.name])
+            elif not partitioned():
+                false_suspect += 1
+        elif ev.kind == "dead":
+            if ev.name in failed:
+                dead_at.setdefault(ev.name, {})[observer] = ev.at_s - failed[ev.name]
+            elif not partitioned():
+                false_dead.append((observer, ev.name))
+
+    fleet.on_event = record  # type: ignore[method-assign]
+    partition_window: list[float] = []
+
+    def partitioned() -> bool:
+        return bool(partition_window) and partition_window[0] <= net.engine.now
+
+    t0 = WARMUP_S
+    fail_t = t0 + args.fail_at_s
+    end_t = t0 + args.duration_s
+    cut: list[str] = []
+
+    def crash(name: str) -> None:
+        if name not in failed:
+            failed[name] = net.engine.now
+            net.crash(name)
+
+    def crash_all(group: list[str]) -> Callable[[], None]:
+        def go() -> None:
+            for n in group:
+                crash(n)
+
+        return go
+
+    def later(fn: Callable[[str], None], name: str) -> Callable[[], None]:
+        return lambda: fn(name)
+
+    region0 = [n for n in names if fleet.hosts[n].region == "r0"]
+    if args.scenario in ("region-outage", "capacity-crunch"):
+        net.engine.at(fail_t, crash_all(region0))
+    elif args.scenario == "zone-outage":
+        net.engine.at(fail_t, crash_all([n for n in names if fleet.hosts[n].zone == "r0-z0"]))
+    elif args.scenario == "region-partition":
+        cut = region0
+
+        def start_partition() -> None:
+            partition_window.append(net.engine.now)
+            net.network.partition([cut, [n for n in names if n not in cut]])
+
+        net.engine.at(fail_t, start_partition)
+        net.engine.at(fail_t + args.heal_after_s, net.network.heal)
+    elif args.scenario == "rolling-failures":
+        victims = rng.sample(names[1:], min(args.failures, len(names) - 2))
+        for k, v in enumerate(victims):
+            net.engine.at(fail_t + k * args.interval_s, later(crash, v))
+    elif args.scenario == "slow-nodes":
+        slow = rng.sample(names[1:], max(1, int(len(names) * args.slow_fraction)))
+
+        def stall_loop(name: str) -> None:
+            net.stall(name, args.stall_s)
+            net.engine.after(args.stall_s + rng.expovariate(1 / 20.0), later(stall_loop, name))
+
+        for n in slow:
+            net.engine.at(fail_t + rng.random() * 10, later(stall_loop, n))
+
+    series_projects: list[list[float]] = []
+    series_members: list[list[float]] = []
+    restored_at: list[float | None] = [None]
+    observers = sorted(rng.sample(names, min(MEMBER_SAMPLE_OBSERVERS, len(names))))
+
+    def sample() -> None:
+        now = net.engine.now
+        counts = fleet.live_counts()
+        zero = sum(1 for c in counts.values() if c == 0)
+        under = sum(1 for p, c in counts.items() if c < fleet.specs[p].desired)
+        series_projects.append([round(now - t0, 3), zero, under])
+        alive_obs = [o for o in observers if fleet.up(o)]
+        if alive_obs:
+            tallies = {"alive": 0, "suspect": 0, "dead": 0}
+            for o in alive_obs:
+                for status in net.view(o).values():
+                    if status in tallies:
+                        tallies[status] += 1
+            k = len(alive_obs)
+            series_members.append(
+                [
+                    round(now - t0, 3),
+                    tallies["alive"] / k,
+                    tallies["suspect"] / k,
+                    tallies["dead"] / k,
+                ]
+            )
+        if now >= fail_t and restored_at[0] is None and under == 0 and failed_or_cut():
+            restored_at[0] = now - fail_t
+        if now + SAMPLE_S <= end_t:
+            net.engine.after(SAMPLE_S, sample)
+
+    def failed_or_cut() -> bool:
+        return bool(failed) or bool(cut) or args.scenario == "slow-nodes"
+
+    net.engine.at(t0, sample)
+    msgs0 = [0, 0]
+
+    def mark_traffic() -> None:
+        msgs0[0], msgs0[1] = net.network.stats.sent, net.network.stats.bytes_sent
+
+    net.engine.at(t0, mark_traffic)
+    net.engine.run_until(end_t, on_progress=(lambda t: progress(t, end_t)) if progress else None)
+
+    survivors = [n for n in names if fleet.up(n)]
+    everywhere = []
+    undetected = 0
+    for victim in failed:
+        seen = dead_at.get(victim, {})
+        if all(s in seen for s in survivors):
+            everywhere.append(max(seen.values()) if seen else 0.0)
+        else:
+            undetected += 1
+    counts = fleet.live_counts()
+    unrestorable = []
+    truth = fleet.view_for(None)
+    for project, c in sorted(counts.items()):
+        spec = fleet.specs[project]
+        if c < spec.desired:
+            plan = plan_project(spec, truth)
+            why = plan.decision.summary() if plan.decision else {}
+            reasons = ", ".join(f"{n} {r}" for r, n in why.items()) or "not yet re-placed"
+            unrestorable.append(
+                {"project": project, "missing": spec.desired - c, "why": f"no host fits: {reasons}"}
+            )
+    duration = args.duration_s
+    sent = net.network.stats.sent - msgs0[0]
+    sent_bytes = net.network.stats.bytes_sent - msgs0[1]
+    return {
+        "scenario": args.scenario,
+        "seed": args.seed,
+        "agents": args.agents,
+        "regions": args.regions,
+        "zones": args.zones,
+        "duration_s": float(args.duration_s),
+        "args": attrs.asdict(args),
+        "initially_unplaced": unplaced,
+        "detection": {
+            "failed": len(failed),
+            "detected": len(failed) - undetected,
+            "first_suspect_s": _summary(list(first_suspect.values())),
+            "dead_everywhere_s": _summary(everywhere),
+            "false_dead": len(false_dead),
+            "false_suspect": false_suspect,
+        },
+        "recovery": {
+            "projects": args.projects,
+            "max_zero_live": max((p[1] for p in series_projects), default=0),
+            "max_under_replicated": max((p[2] for p in series_projects), default=0),
+            "all_restored_s": restored_at[0],
+            "unrestorable": unrestorable,
+            "created": fleet.counters.created,
+            "removed": fleet.counters.removed,
+            "conflicts": fleet.counters.conflicts,
+            "placement_retries": fleet.counters.retries,
+        },
+        "load": {
+            "msgs_per_agent_s": sent / args.agents / duration,
+            "bytes_per_agent_s": sent_bytes / args.agents / duration,
+            "kbit_per_agent_s": sent_bytes * 8 / 1000 / args.agents / duration,
+        },
+        "series": {"projects": series_projects, "members": series_members},
+    }

@@ -1,0 +1,118 @@
+"""The simulator: deterministic from its seed, running the real cores, with sane outcomes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import gossip.core
+from placement.recovery import recovery_owner
+from sim.cli import main as sim_main
+from sim.fleet import Fleet
+from sim.gossip_net import GossipNet
+from sim.report import to_json
+from sim.run import SCENARIOS, SimArgs, simulate
+
+SMALL = {"agents": 30, "projects": 20, "duration_s": 60.0, "fail_at_s": 10.0}
+
+
+def test_same_seed_and_arguments_give_byte_identical_json() -> None:
+    a = to_json(simulate(SimArgs("region-outage", seed=7, **SMALL)))
+    b = to_json(simulate(SimArgs("region-outage", seed=7, **SMALL)))
+    c = to_json(simulate(SimArgs("region-outage", seed=8, **SMALL)))
+    assert a == b
+    assert a != c
+
+
+def test_a_change_in_the_gossip_core_shows_up_in_the_simulator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    base = simulate(SimArgs("rolling-failures", seed=3, **SMALL))["detection"]
+    real = gossip.core.suspicion_bounds_s
+    monkeypatch.setattr(
+        gossip.core, "suspicion_bounds_s", lambda *a: tuple(3 * x for x in real(*a))
+    )
+    slower = simulate(SimArgs("rolling-failures", seed=3, **SMALL))["detection"]
+    assert slower["dead_everywhere_s"]["p50"] > base["dead_everywhere_s"]["p50"] + 5
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_scenario_keeps_the_invariants(scenario: str) -> None:
+    args = SimArgs(scenario, seed=1, **SMALL)
+    result = simulate(args)
+    r = result["recovery"]
+    assert result["detection"]["false_dead"] == 0, f"seed {args.seed}"
+    if scenario in ("region-outage", "zone-outage", "rolling-failures"):
+        assert result["detection"]["detected"] == result["detection"]["failed"] > 0
+        assert r["all_restored_s"] is not None and r["unrestorable"] == []
+    if scenario == "capacity-crunch":
+        assert r["unrestorable"] and all(
+            "insufficient_memory" in u["why"] for u in r["unrestorable"]
+        )
+    if scenario == "slow-nodes":
+        assert result["detection"]["false_suspect"] > 0 and r["created"] == 0
+    if scenario == "region-partition":
+        assert r["created"] == r["removed"]  # both sides repaired, then converged back
+
+
+def test_fleet_never_overcommits_or_breaks_anti_affinity() -> None:
+    from placement.recovery import ProjectSpec
+
+    net = GossipNet(seed=2)
+    specs = [ProjectSpec(f"p{i}", 3, 300, 100) for i in range(30)]
+    fleet = Fleet(net, specs)
+    for i in range(12):
+        fleet.add_host(f"h{i}", f"r{i % 3}", f"r{i % 3}-a", 1000, 4000)
+    fleet.deploy_all()
+    net.join_all("h0")
+    net.run(10)
+    for n in ("h0", "h3", "h6"):
+        net.crash(n)
+    net.run(60)
+    for h in fleet.hosts.values():
+        assert h.memory_free_mb >= 0
+        assert len(set(h.servos.values())) == len(h.servos)
+
+
+def test_owner_fast_path_matches_recovery_owner() -> None:
+    net = GossipNet(seed=1)
+    fleet = Fleet(net, [])
+    for i in range(40):
+        fleet.add_host(f"h{i}", "r0", "r0-a", 1000, 1000)
+    alive = {f"h{i}" for i in range(40) if i % 3}
+    for p in ("web", "api", "db", "x"):
+        assert fleet.owner(p, alive) == recovery_owner(p, sorted(alive))
+
+
+def test_cli_prints_json_and_writes_a_self_contained_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "r.html"
+    code = sim_main(
+        [
+            "zone-outage",
+            "--agents",
+            "24",
+            "--projects",
+            "10",
+            "--duration",
+            "40",
+            "--fail-at",
+            "5",
+            "--json",
+            "--report",
+            str(report),
+        ]
+    )
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["scenario"] == "zone-outage" and out["detection"]["failed"] > 0
+    page = report.read_text()
+    assert page.startswith("<!doctype html>") and "<svg" in page and "<script" not in page
+
+
+def test_cli_refuses_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    assert sim_main(["region-outage", "--loss", "2"]) == 2
+    assert "loss" in capsys.readouterr().err
