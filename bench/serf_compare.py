@@ -249,9 +249,7 @@ def main() -> None:
             finally:
                 system.stop()
     print(f"\n{N} agents each on loopback; kill -9 x{args.rounds}; SIGSTOP for {args.freeze} s")
-    print(
-        f"{'system':<7} {'detect median s':>16} {'detect max s':>13} {'false deaths':>13} {'idle CPU %/agent':>17}"
-    )
+    print("system  detect median s  detect max s  false deaths  idle CPU %/agent")
     for name, r in rows:
         d = r["detect"]
         assert isinstance(d, list)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -114,6 +115,8 @@ class Gossip:
         self.rng = rng
         self.me = Member(name, addr, 0, Status.ALIVE, dict(meta), 1, now)
         self.members: dict[str, Member] = {name: self.me}
+        self._names: list[str] = []  # other members, for cheap random choices
+        self._live = 1
         self.awareness = Awareness(max_score=cfg.awareness_max_multiplier, enabled=cfg.lifeguard)
         self.broadcasts = BroadcastQueue(cfg.retransmit_mult)
         self.suspicions: dict[str, Suspicion] = {}
@@ -154,7 +157,9 @@ class Gossip:
         self.events.append(MemberEvent(kind, m.name, m.status.value, m.incarnation, now))
 
     def live_count(self) -> int:
-        return sum(1 for m in self.members.values() if m.status in (Status.ALIVE, Status.SUSPECT))
+        """Members alive or suspect, this agent included (kept up to date on every change, as
+        it sizes retransmit limits and suspicion timeouts on every packet)."""
+        return self._live
 
     def _queue(self, key: str, msg: Msg) -> None:
         self.broadcasts.put(key, msg, encoded_size(msg))
@@ -184,6 +189,8 @@ class Gossip:
     def leave(self, now: float) -> None:
         """Graceful leave: tell everyone we left; peers mark us `left`, never `dead`."""
         self.leaving = True
+        if self.me.status != Status.LEFT:
+            self._live -= 1
         self.me.status = Status.LEFT
         self.me.changed_s = now
         left: Msg = [MsgType.DEAD, self.name, self.me.incarnation, self.name, True]
@@ -419,6 +426,7 @@ class Gossip:
         self._declare_dead(now, m, incarnation, self.name, left=False)
 
     def _declare_dead(self, now: float, m: Member, incarnation: int, by: str, left: bool) -> None:
+        self._live -= 1
         m.status = Status.LEFT if left else Status.DEAD
         m.incarnation, m.changed_s = incarnation, now
         self.suspicions.pop(m.name, None)
@@ -449,6 +457,8 @@ class Gossip:
         if m is None:
             m = Member(name, addr, inc, Status.ALIVE, dict(meta), meta_version, now)
             self.members[name] = m
+            self._names.append(name)
+            self._live += 1
             # Probe a newcomer at a random point of the current round (memberlist does the
             # same): members that learn of it together do not probe it in lockstep.
             at = self.rng.randint(self._probe_pos, len(self._probe_order))
@@ -463,6 +473,8 @@ class Gossip:
             m.incarnation, m.addr = inc, addr
             m.meta, m.meta_version = dict(meta), meta_version
             if was != Status.ALIVE:
+                if was in (Status.DEAD, Status.LEFT):
+                    self._live += 1
                 m.status, m.changed_s = Status.ALIVE, now
                 self.suspicions.pop(name, None)
                 self._emit("joined" if was in (Status.DEAD, Status.LEFT) else "alive", m, now)
@@ -494,6 +506,7 @@ class Gossip:
         m = self.members.get(name)
         if m is not None and m.status in (Status.DEAD, Status.LEFT) and m.incarnation == inc:
             del self.members[name]
+            self._names.remove(name)
             self._count("reaped")
 
     # --- dissemination ----------------------------------------------------------------------
@@ -503,21 +516,35 @@ class Gossip:
         if not len(self.broadcasts):
             return
         horizon = now - self.config.gossip_to_the_dead_s
-        peers = [
-            m
-            for m in self.members.values()
-            if m.name != self.name
-            and (m.status in (Status.ALIVE, Status.SUSPECT) or m.changed_s > horizon)
-        ]
+
+        def eligible(m: Member) -> bool:
+            return m.status in (Status.ALIVE, Status.SUSPECT) or m.changed_s > horizon
+
+        peers = self._random_members(self.config.gossip_nodes, eligible)
         if not peers:
             return
-        peers.sort(key=lambda m: m.name)
-        for peer in self.rng.sample(peers, min(self.config.gossip_nodes, len(peers))):
+        for peer in peers:
             budget = self.config.packet_budget_bytes - ENVELOPE_OVERHEAD
             msgs = self.broadcasts.take(budget, self.live_count())
             if not msgs:
                 break
             self.outbox.append((peer.addr, msgs))
+
+    def _random_members(self, k: int, keep: Callable[[Member], bool]) -> list[Member]:
+        """Up to k distinct random members satisfying `keep`, without scanning everyone: a few
+        random draws usually suffice; a full scan is the fallback for small or sparse views."""
+        names = self._names
+        picked: dict[str, Member] = {}
+        if len(names) > 4 * k:
+            for _ in range(4 * k):
+                m = self.members[names[self.rng.randrange(len(names))]]
+                if m.name not in picked and keep(m):
+                    picked[m.name] = m
+                    if len(picked) == k:
+                        return list(picked.values())
+        pool = [self.members[n] for n in sorted(names) if n not in picked and keep(self.members[n])]
+        need = min(k - len(picked), len(pool))
+        return [*picked.values(), *self.rng.sample(pool, need)]
 
     # --- push-pull anti-entropy (memberlist mergeState) ---------------------------------------
     def push_pull_state(self) -> list[Msg]:
