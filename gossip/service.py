@@ -119,7 +119,9 @@ class GossipService:
     def _drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
-    def _flush(self) -> None:
+    def _flush(self, kick: bool = True) -> None:
+        """Carry out the core's outputs; `kick` wakes the timer loop, whose deadline may have
+        moved earlier (the timer loop itself never kicks, or it would spin)."""
         core = self.core
         assert core is not None
         for addr, msgs in core.outbox:
@@ -145,7 +147,8 @@ class GossipService:
             if ev.kind in ("joined", "alive") and ev.name != self.name:
                 self.joined.set()
         core.events.clear()
-        self._kick.set()
+        if kick:
+            self._kick.set()
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self.core = Gossip(
@@ -210,7 +213,7 @@ class GossipService:
                 await self._kick.wait()
             self._kick = trio.Event()
             self.core.tick(self._now())
-            self._flush()
+            self._flush(kick=False)
 
     # --- TCP: push-pull, join, ping fallback --------------------------------------------------
     async def _send_frame(self, stream: trio.abc.Stream, msg: Msg) -> None:
