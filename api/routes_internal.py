@@ -21,17 +21,7 @@ def _spec_from_wire(raw: Any) -> ServoSpec:
     if not isinstance(raw, dict):
         raise ApiError(422, "invalid_request", "spec must be an object")
     try:
-        return ServoSpec(
-            servo_id=str(raw["servo_id"]),
-            project=str(raw["project"]),
-            image=str(raw["image"]),
-            memory_mb=int(raw["memory_mb"]),
-            millicpus=int(raw["millicpus"]),
-            ports=tuple(int(p) for p in raw.get("ports") or ()),
-            env=tuple(sorted((str(k), str(v)) for k, v in dict(raw.get("env") or {}).items())),
-            command=tuple(str(c) for c in raw["command"]) if raw.get("command") else None,
-            max_per_host=int(raw.get("max_per_host", 1)),
-        )
+        return ServoSpec.from_wire(raw)
     except (KeyError, TypeError, ValueError) as exc:
         raise ApiError(422, "invalid_request", f"bad servo spec: {exc}") from None
 

@@ -47,14 +47,15 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
     def project_json(project: Project, outcome: Outcome | None = None) -> dict[str, Any]:
         peers = ctx.deployer.peers()
         status = {p.name: p.status for p in peers}
+        runtime = {p.name: p.runtime for p in peers}
+        # a deploy's own outcome is fresher than gossip, which lags it by a moment
+        listed = outcome.servos if outcome is not None else servos_of(project.name, peers)
         servos = []
-        for s in servos_of(project.name, peers):
+        for s in listed:
             item = s.to_dict()
             item["node_status"] = status.get(s.node, "unknown")
-            if ctx.config.runtime == "fake" or any(
-                p.runtime == "fake" for p in peers if p.name == s.node
-            ):
-                item["fake"] = True
+            if runtime.get(s.node) == "fake":
+                item["fake"] = True  # DESIGN.md: the fake runtime says so wherever it shows
             servos.append(item)
         body: dict[str, Any] = {"name": project.name, "spec": project.to_wire(), "servos": servos}
         if outcome is not None:

@@ -20,6 +20,7 @@ from node.cluster import LIVE_SERVO_STATES, Peer, ServoEntry, cluster_view, serv
 from node.logfmt import get_logger
 from node.peers import PeerClient, PeerError, PeerFailed
 from node.projects import Project
+from node.runtime import ServoSpec
 from placement import place
 from placement.model import PlacementRequest, ServoRef
 from placement.recovery import COUNTED_STATUSES, ProjectSpec, choose_scale_down
@@ -68,17 +69,17 @@ def to_placement_spec(project: Project) -> ProjectSpec:
 
 
 def servo_wire_spec(project: Project, servo_id: str) -> dict[str, Any]:
-    return {
-        "servo_id": servo_id,
-        "project": project.name,
-        "image": project.image,
-        "memory_mb": project.memory_mb,
-        "millicpus": project.millicpus,
-        "ports": list(project.ports),
-        "env": dict(project.env),
-        "command": list(project.command) if project.command else None,
-        "max_per_host": project.max_per_host,
-    }
+    return ServoSpec(
+        servo_id=servo_id,
+        project=project.name,
+        image=project.image,
+        memory_mb=project.memory_mb,
+        millicpus=project.millicpus,
+        ports=project.ports,
+        env=project.env,
+        command=project.command,
+        max_per_host=project.max_per_host,
+    ).to_wire()
 
 
 @attrs.define
