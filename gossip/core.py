@@ -546,6 +546,21 @@ class Gossip:
         need = min(k - len(picked), len(pool))
         return [*picked.values(), *self.rng.sample(pool, need)]
 
+    def preload(self, now: float, members: list[tuple[str, Addr, dict[str, Any]]]) -> None:
+        """Start from a known, converged membership (all alive, incarnation 0) without events
+        or broadcasts: what a long-running cluster looks like. The simulator uses it so an
+        outage scenario does not first pay for a join storm it is not studying."""
+        for name, addr, meta in members:
+            if name == self.name or name in self.members:
+                continue
+            self.members[name] = Member(name, addr, 0, Status.ALIVE, dict(meta), 1, now)
+            self._names.append(name)
+            self._live += 1
+        order = list(self._names)
+        self.rng.shuffle(order)
+        self._probe_order = order
+        self._probe_pos = self.rng.randrange(len(order)) if order else 0
+
     # --- push-pull anti-entropy (memberlist mergeState) ---------------------------------------
     def push_pull_state(self) -> list[Msg]:
         return [

@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+from gossip.broadcast_queue import BroadcastQueue
 from gossip.core import Gossip, GossipConfig, MemberEvent
 from gossip.crypto import OVERHEAD
 from gossip.messages import Msg
@@ -148,6 +149,14 @@ class GossipNet:
         for agent in self.agents.values():
             if agent.name != seed_name:
                 self.push_pull(agent, seed_name)
+
+    def preload_converged(self) -> None:
+        """Every agent knows every other as alive, as after a long quiet run (no join storm)."""
+        now = self.engine.now
+        roster = [(a.name, a.core.me.addr, a.core.me.meta) for a in self.agents.values()]
+        for agent in self.agents.values():
+            agent.core.preload(now, roster)
+            agent.core.broadcasts = BroadcastQueue(self.config.retransmit_mult)
 
     def send(self, src: str, dst: str, msgs: list[Msg]) -> None:
         size = len(pack_messages(src, msgs)) + OVERHEAD if self.count_bytes else 0
