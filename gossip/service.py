@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -29,6 +29,7 @@ TCP_TIMEOUT_S = 5.0
 JOIN_BACKOFF_MAX_S = 30.0
 RECONNECT_INTERVAL_S = 10.0
 OUTBOX_LIMIT = 4096
+EVENT_BACKLOG = 1024
 
 
 @attrs.frozen
@@ -59,7 +60,6 @@ class GossipService:
         meta: dict[str, Any],
         seeds: Sequence[Addr] = (),
         config: GossipConfig | None = None,
-        on_event: Callable[[MemberEvent], None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.name = name
@@ -73,7 +73,9 @@ class GossipService:
         self.core: Gossip | None = None
         self.dropped: dict[str, int] = {}
         self.totals = {"packets_in": 0, "packets_out": 0, "bytes_in": 0, "bytes_out": 0}
-        self._on_event = on_event
+        # Membership events for the rest of the agent (API, recovery). Bounded: a consumer that
+        # falls behind loses the oldest news, counted, never blocks the protocol.
+        self._events_send, self.events = trio.open_memory_channel[MemberEvent](EVENT_BACKLOG)
         self._kick = trio.Event()
         self._out_send, self._out_recv = trio.open_memory_channel[tuple[Addr, bytes]](OUTBOX_LIMIT)
         self._nursery: trio.Nursery | None = None
@@ -142,8 +144,10 @@ class GossipService:
         for ev in core.events:
             level = log.info if ev.kind in ("dead", "left", "joined", "alive") else log.debug
             level(f"member.{ev.kind}", member=ev.name, incarnation=ev.incarnation)
-            if self._on_event is not None:
-                self._on_event(ev)
+            try:
+                self._events_send.send_nowait(ev)
+            except trio.WouldBlock:
+                self._drop("events_backlog_full")
             if ev.kind in ("joined", "alive") and ev.name != self.name:
                 self.joined.set()
         core.events.clear()

@@ -15,7 +15,6 @@ import sys
 import trio
 
 from api.metrics import Metrics
-from gossip.core import MemberEvent
 from gossip.crypto import Keyring
 from gossip.service import GossipService, parse_hostport
 from node.capacity import host_capacity
@@ -68,12 +67,6 @@ async def run_agent(
         host_addr=config.advertise_addr,
     )
     registry = ProjectRegistry(config.data_dir / "projects.db")
-    ctx_box: list[AgentContext] = []
-
-    def on_event(ev: MemberEvent) -> None:
-        if ctx_box and ev.kind in ("dead", "left", "joined", "alive"):
-            ctx_box[0].wake_recovery.set()
-
     gossip = GossipService(
         config.name,
         (config.bind, config.gossip_port),
@@ -81,7 +74,6 @@ async def run_agent(
         Keyring(keys),
         meta={},
         seeds=[parse_hostport(s, config.gossip_port) for s in config.join],
-        on_event=on_event,
     )
     client = PeerClient(keys)
     ctx = AgentContext(
@@ -94,7 +86,6 @@ async def run_agent(
         metrics=Metrics(),
         hlc=HybridClock(config.name),
     )
-    ctx_box.append(ctx)
     log.info(
         "agent.started",
         name=config.name,
@@ -114,6 +105,7 @@ async def run_agent(
             await nursery.start(host.run_reconciler)
             await nursery.start(gossip.run)
             await nursery.start(ctx.run_loops)
+            nursery.start_soon(_membership_events, ctx, gossip)
             await nursery.start(serve_api, ctx)
             if not config.join:
                 log.info("agent.join_command", command=join_command(config))
@@ -125,6 +117,13 @@ async def run_agent(
         registry.close()
         host.close()
     log.info("agent.stopped", name=config.name)
+
+
+async def _membership_events(ctx: AgentContext, gossip: GossipService) -> None:
+    """Membership changes wake recovery at once rather than at its next periodic round."""
+    async for ev in gossip.events:
+        if ev.kind in ("dead", "left", "joined", "alive"):
+            ctx.wake_recovery.set()
 
 
 async def _stop_on_signal(ctx: AgentContext, cancel_scope: trio.CancelScope) -> None:
