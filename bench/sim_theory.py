@@ -45,8 +45,8 @@ def dissemination(n: int, loss: float, updates: int, seed: int) -> list[float]:
     net = GossipNet(seed=seed, loss=0.0, on_event=on_event, count_bytes=False)
     for i in range(n):
         net.add(f"m{i}", region="r0")
-    net.join_all("m0")
-    net.run(30)
+    net.preload_converged()
+    net.run(5)
     net.network.loss = loss
     source = net.agents["m0"]
     for u in range(updates):
