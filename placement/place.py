@@ -36,6 +36,16 @@ from placement.model import (
 
 WINDOW = 16
 _SCALE = 10_000
+_NAME_HASHES: dict[str, int] = {}  # node name -> stable hash; names are few, hashing is not free
+
+
+def _name_hash(name: str) -> int:
+    h = _NAME_HASHES.get(name)
+    if h is None:
+        if len(_NAME_HASHES) > 1_000_000:
+            _NAME_HASHES.clear()
+        h = _NAME_HASHES[name] = stable_hash(name)
+    return h
 
 
 class _Node:
@@ -62,7 +72,7 @@ class _Node:
         self.mem_free = view.memory_free_mb
         self.cpu_total = view.millicpus_total
         self.cpu_free = view.millicpus_free
-        self.h = stable_hash(view.name)
+        self.h = _name_hash(view.name)
         self.projects: dict[str, int] = {}
         for ref in view.servos:
             self.projects[ref.project] = self.projects.get(ref.project, 0) + 1

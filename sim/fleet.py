@@ -56,6 +56,7 @@ class Fleet:
         self.specs = {s.name: s for s in specs}
         self.hosts: dict[str, Host] = {}
         self.counters = Counters()
+        self.where: dict[str, list[str]] = {name: [] for name in self.specs}  # project -> hosts
         self._pending: set[str] = set()
         self._ranking: dict[str, list[str]] = {}
         self._node_hash: dict[str, int] = {}
@@ -130,6 +131,7 @@ class Fleet:
         ):
             return False
         h.servos[servo_id] = spec.name
+        self.where[spec.name].append(node)
         h.memory_free_mb -= spec.memory_mb
         h.millicpus_free -= spec.millicpus
         return True
@@ -138,6 +140,7 @@ class Fleet:
         h = self.hosts[node]
         project = h.servos.pop(servo_id, None)
         if project is not None:
+            self.where[project].remove(node)
             spec = self.specs[project]
             h.memory_free_mb += spec.memory_mb
             h.millicpus_free += spec.millicpus
@@ -152,9 +155,8 @@ class Fleet:
     def on_event(self, observer: str, ev: MemberEvent) -> None:
         """Hook for the report's recorder."""
 
-    def owner(self, project: str, alive: set[str]) -> str | None:
-        """`placement.recovery.recovery_owner(project, alive)`, computed by walking a ranking
-        of all hosts kept per project (the same maximum, found without hashing every host)."""
+    def _rank(self, project: str) -> list[str]:
+        """All hosts by rendezvous score for `project`, best first (computed once)."""
         ranking = self._ranking.get(project)
         if ranking is None:
             ph = stable_hash(project)
@@ -162,26 +164,34 @@ class Fleet:
                 self.hosts, key=lambda n: (mix(ph, self._node_hash[n]), n), reverse=True
             )
             self._ranking[project] = ranking
-        return next((n for n in ranking if n in alive), None)
+        return ranking
+
+    def owner(self, project: str, alive: set[str]) -> str | None:
+        """`placement.recovery.recovery_owner(project, alive)`, computed by walking the
+        ranking (the same maximum, found without hashing every host each time)."""
+        return next((n for n in self._rank(project) if n in alive), None)
 
     def _recover(self, me: str) -> None:
+        """One recovery round of agent `me`: for the projects it owns in its own view, compare
+        live servos with the desired count and repair with `plan_project`."""
         self._pending.discard(me)
         agent = self.net.agents[me]
         if agent.crashed:
             return
-        statuses = self.net.view(me)
-        alive = {n for n, s in statuses.items() if s == "alive"}
-        counted = {n for n, s in statuses.items() if s in COUNTED_STATUSES}
-        live: dict[str, int] = dict.fromkeys(self.specs, 0)
-        for h in self.hosts.values():
-            if h.name in counted:
-                for project in h.servos.values():
-                    live[project] += 1
-        todo = [
-            p
-            for p, spec in self.specs.items()
-            if live[p] != spec.desired and self.owner(p, alive) == me
-        ]
+        members = agent.core.members
+
+        def status(name: str) -> str:
+            m = members.get(name)
+            return m.status.value if m is not None else "dead"
+
+        todo = []
+        for project, spec in self.specs.items():
+            owner = next((n for n in self._rank(project) if status(n) == "alive"), None)
+            if owner != me:
+                continue
+            live = sum(1 for node in self.where[project] if status(node) in COUNTED_STATUSES)
+            if live != spec.desired:
+                todo.append(project)
         if not todo:
             return
         self.counters.recovery_rounds += 1
