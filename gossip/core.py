@@ -15,6 +15,7 @@ dynamic suspicion and the buddy system; memberlist for defaults and push-pull st
 from __future__ import annotations
 
 import heapq
+import math
 import random
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +36,18 @@ from gossip.suspicion import Suspicion, suspicion_bounds_s
 from gossip.wire import encoded_size
 
 ENVELOPE_OVERHEAD = 64  # version, sender name, list header, AES-GCM framing (generous)
+
+
+PUSH_PULL_SCALE_THRESHOLD = 32
+
+
+def push_pull_interval_s(base_s: float, members: int) -> float:
+    """memberlist's pushPullScale: beyond 32 members the full-state exchange slows down
+    logarithmically, so its cost per member stays flat as the cluster grows."""
+    if members <= PUSH_PULL_SCALE_THRESHOLD:
+        return base_s
+    extra = math.ceil(math.log2(members) - math.log2(PUSH_PULL_SCALE_THRESHOLD))
+    return base_s * (extra + 1)
 
 
 @attrs.frozen
@@ -134,7 +147,10 @@ class Gossip:
         self._probe_pos = 0
         self._push_pull_due = False
         self._timer(now + rng.random() * cfg.probe_interval_s, "probe", None)
+        self._now = now  # the latest time an input brought; arms timers from outside tick()
+        self._gossip_armed = False
         self._timer(now + rng.random() * cfg.gossip_interval_s, "gossip", None)
+        self._gossip_armed = True
         self._timer(now + cfg.push_pull_interval_s, "push_pull", None)
         self._queue_alive(self.me)
 
@@ -162,6 +178,9 @@ class Gossip:
         return self._live
 
     def _queue(self, key: str, msg: Msg) -> None:
+        if not self._gossip_armed:  # gossip rounds sleep while there is nothing to spread
+            self._gossip_armed = True
+            self._timer(self._now + self.config.gossip_interval_s, "gossip", None)
         self.broadcasts.put(key, msg, encoded_size(msg))
 
     def _queue_alive(self, m: Member) -> None:
@@ -179,6 +198,7 @@ class Gossip:
 
     def set_meta(self, now: float, meta: dict[str, Any]) -> None:
         """Replace this agent's own metadata (it alone writes it) and spread the change."""
+        self._now = now
         if meta == self.me.meta:
             return
         self.me.meta = dict(meta)
@@ -188,6 +208,7 @@ class Gossip:
 
     def leave(self, now: float) -> None:
         """Graceful leave: tell everyone we left; peers mark us `left`, never `dead`."""
+        self._now = now
         self.leaving = True
         if self.me.status != Status.LEFT:
             self._live -= 1
@@ -201,6 +222,7 @@ class Gossip:
         self._gossip(now)
 
     def tick(self, now: float) -> None:
+        self._now = now
         timers = self._timers
         while timers and timers[0][0] <= now:
             _when, _, kind, data = heapq.heappop(timers)
@@ -216,10 +238,14 @@ class Gossip:
                 self._suspicion_check(now, data)
             elif kind == "gossip":
                 self._gossip(now)
-                self._timer(now + self.config.gossip_interval_s, "gossip", None)
+                if len(self.broadcasts):
+                    self._timer(now + self.config.gossip_interval_s, "gossip", None)
+                else:
+                    self._gossip_armed = False
             elif kind == "push_pull":
                 self._push_pull_due = True
-                self._timer(now + self.config.push_pull_interval_s, "push_pull", None)
+                interval = push_pull_interval_s(self.config.push_pull_interval_s, self.live_count())
+                self._timer(now + interval, "push_pull", None)
             elif kind == "reap":
                 self._reap(now, data)
 
@@ -241,6 +267,7 @@ class Gossip:
 
     def handle(self, now: float, src: Addr, sender: str, msgs: list[Msg]) -> None:
         """A decoded UDP packet from `src`; every message in it, in order."""
+        self._now = now
         for msg in msgs:
             kind = msg[0]
             if kind == MsgType.PING:
@@ -550,6 +577,7 @@ class Gossip:
         """Start from a known, converged membership (all alive, incarnation 0) without events
         or broadcasts: what a long-running cluster looks like. The simulator uses it so an
         outage scenario does not first pay for a join storm it is not studying."""
+        self._now = now
         for name, addr, meta in members:
             if name == self.name or name in self.members:
                 continue
@@ -569,6 +597,7 @@ class Gossip:
         ]
 
     def merge_state(self, now: float, states: list[Msg]) -> None:
+        self._now = now
         for name, addr, inc, code, meta_version, meta in states:
             status = STATUS_BY_CODE[code]
             if status == Status.ALIVE:

@@ -242,10 +242,11 @@ def simulate(
         if c < spec.desired:
             plan = plan_project(spec, truth)
             why = plan.decision.summary() if plan.decision else {}
-            reasons = ", ".join(f"{n} {r}" for r, n in why.items()) or "not yet re-placed"
-            unrestorable.append(
-                {"project": project, "missing": spec.desired - c, "why": f"no host fits: {reasons}"}
-            )
+            if plan.creates or not why:
+                reason = "recovery still in progress when the run ended"
+            else:
+                reason = "no host fits: " + ", ".join(f"{n} {r}" for r, n in why.items())
+            unrestorable.append({"project": project, "missing": spec.desired - c, "why": reason})
     duration = args.duration_s
     sent = net.network.stats.sent - msgs0[0]
     sent_bytes = net.network.stats.bytes_sent - msgs0[1]

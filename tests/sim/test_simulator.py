@@ -15,7 +15,7 @@ from sim.gossip_net import GossipNet
 from sim.report import to_json
 from sim.run import SCENARIOS, SimArgs, simulate
 
-SMALL = {"agents": 30, "projects": 20, "duration_s": 60.0, "fail_at_s": 10.0}
+SMALL = {"agents": 30, "projects": 20, "duration_s": 90.0, "fail_at_s": 10.0}
 
 
 def test_same_seed_and_arguments_give_byte_identical_json() -> None:
