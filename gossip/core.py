@@ -35,6 +35,10 @@ from gossip.messages import (
 from gossip.suspicion import Suspicion, suspicion_bounds_s
 from gossip.wire import encoded_size
 
+# Enum members bound once: in CPython 3.11 every `Status.X` lookup runs a descriptor, and these
+# comparisons sit on the per-message path.
+ALIVE, SUSPECT, DEAD, LEFT = Status.ALIVE, Status.SUSPECT, Status.DEAD, Status.LEFT
+
 ENVELOPE_OVERHEAD = 64  # version, sender name, list header, AES-GCM framing (generous)
 
 
@@ -126,7 +130,7 @@ class Gossip:
         self.config = cfg = config or GossipConfig()
         self.name = name
         self.rng = rng
-        self.me = Member(name, addr, 0, Status.ALIVE, dict(meta), 1, now)
+        self.me = Member(name, addr, 0, ALIVE, dict(meta), 1, now)
         self.members: dict[str, Member] = {name: self.me}
         self._names: list[str] = []  # other members, for cheap random choices
         self._live = 1
@@ -210,14 +214,14 @@ class Gossip:
         """Graceful leave: tell everyone we left; peers mark us `left`, never `dead`."""
         self._now = now
         self.leaving = True
-        if self.me.status != Status.LEFT:
+        if self.me.status != LEFT:
             self._live -= 1
-        self.me.status = Status.LEFT
+        self.me.status = LEFT
         self.me.changed_s = now
         left: Msg = [MsgType.DEAD, self.name, self.me.incarnation, self.name, True]
         self._queue(self.name, left)
         for m in self.members.values():  # tell everyone directly too: a leave should be quick
-            if m.name != self.name and m.status in (Status.ALIVE, Status.SUSPECT):
+            if m.name != self.name and m.status in (ALIVE, SUSPECT):
                 self.outbox.append((m.addr, [left]))
         self._gossip(now)
 
@@ -254,15 +258,13 @@ class Gossip:
         return due
 
     def push_pull_target(self) -> Member | None:
-        alive = [
-            m for m in self.members.values() if m.name != self.name and m.status == Status.ALIVE
-        ]
+        alive = [m for m in self.members.values() if m.name != self.name and m.status == ALIVE]
         return self.rng.choice(sorted(alive, key=lambda m: m.name)) if alive else None
 
     def reconnect_target(self) -> Member | None:
         """A member we believe dead (not left) to try a push-pull with, as Serf's reconnect
         does: after a partition heals, this is how the two sides find each other again."""
-        dead = [m for m in self.members.values() if m.status == Status.DEAD]
+        dead = [m for m in self.members.values() if m.status == DEAD]
         return self.rng.choice(sorted(dead, key=lambda m: m.name)) if dead else None
 
     def handle(self, now: float, src: Addr, sender: str, msgs: list[Msg]) -> None:
@@ -307,7 +309,7 @@ class Gossip:
                 name = self._probe_order[self._probe_pos]
                 self._probe_pos += 1
                 m = self.members.get(name)
-                if m is not None and m.status in (Status.ALIVE, Status.SUSPECT):
+                if m is not None and m.status in (ALIVE, SUSPECT):
                     return m
             order = sorted(n for n in self.members if n != self.name)
             self.rng.shuffle(order)
@@ -326,7 +328,7 @@ class Gossip:
         seq = self._next_seq()
         self._probes[seq] = _Probe(target.name, now, now + interval)
         ping: Msg = [MsgType.PING, seq, target.name, self.name]
-        if target.status == Status.SUSPECT and cfg.lifeguard:
+        if target.status == SUSPECT and cfg.lifeguard:
             # Buddy system: tell the suspect directly so it can refute at once.
             msgs = [ping, [MsgType.SUSPECT, target.name, target.incarnation, self.name]]
             self.outbox.append((target.addr, msgs))
@@ -366,7 +368,7 @@ class Gossip:
         helpers = [
             m
             for m in self.members.values()
-            if m.status == Status.ALIVE and m.name not in (self.name, target.name)
+            if m.status == ALIVE and m.name not in (self.name, target.name)
         ]
         helpers.sort(key=lambda m: m.name)
         chosen = self.rng.sample(helpers, min(self.config.indirect_checks, len(helpers)))
@@ -402,7 +404,7 @@ class Gossip:
         else:
             self.awareness.apply(1)
         target = self.members.get(probe.target)
-        if target is not None and target.status in (Status.ALIVE, Status.SUSPECT):
+        if target is not None and target.status in (ALIVE, SUSPECT):
             self._on_suspect(now, target.name, target.incarnation, self.name)
 
     # --- state transitions (SWIM 4.2, Lifeguard IV-B) ------------------------------------------
@@ -413,9 +415,9 @@ class Gossip:
         if name == self.name:
             self._refute(now, incarnation)
             return
-        if m.status in (Status.DEAD, Status.LEFT):
+        if m.status in (DEAD, LEFT):
             return
-        if m.status == Status.SUSPECT:
+        if m.status == SUSPECT:
             s = self.suspicions.get(name)
             if s is not None and s.confirm(accuser):
                 self._queue(name, [MsgType.SUSPECT, name, incarnation, accuser])
@@ -435,7 +437,7 @@ class Gossip:
             k = 0
         s = Suspicion(incarnation, now, k if cfg.lifeguard else 0, low, high, {accuser})
         self.suspicions[name] = s
-        m.status, m.incarnation, m.changed_s = Status.SUSPECT, incarnation, now
+        m.status, m.incarnation, m.changed_s = SUSPECT, incarnation, now
         self._emit("suspect", m, now)
         self._count("suspicions")
         self._queue(name, [MsgType.SUSPECT, name, incarnation, accuser])
@@ -445,7 +447,7 @@ class Gossip:
         name, incarnation = data
         s = self.suspicions.get(name)
         m = self.members.get(name)
-        if s is None or m is None or s.incarnation != incarnation or m.status != Status.SUSPECT:
+        if s is None or m is None or s.incarnation != incarnation or m.status != SUSPECT:
             return
         if now + 1e-9 < s.deadline_s:
             return  # a stale timer from before a confirmation moved the deadline
@@ -454,7 +456,7 @@ class Gossip:
 
     def _declare_dead(self, now: float, m: Member, incarnation: int, by: str, left: bool) -> None:
         self._live -= 1
-        m.status = Status.LEFT if left else Status.DEAD
+        m.status = LEFT if left else DEAD
         m.incarnation, m.changed_s = incarnation, now
         self.suspicions.pop(m.name, None)
         self._emit("left" if left else "dead", m, now)
@@ -466,7 +468,7 @@ class Gossip:
         if self.leaving:
             return
         self.me.incarnation = max(self.me.incarnation, accused_incarnation) + 1
-        self.me.status = Status.ALIVE
+        self.me.status = ALIVE
         self.awareness.apply(1)
         self._count("refutations")
         self._queue_alive(self.me)
@@ -482,7 +484,7 @@ class Gossip:
             return
         m = self.members.get(name)
         if m is None:
-            m = Member(name, addr, inc, Status.ALIVE, dict(meta), meta_version, now)
+            m = Member(name, addr, inc, ALIVE, dict(meta), meta_version, now)
             self.members[name] = m
             self._names.append(name)
             self._live += 1
@@ -499,12 +501,12 @@ class Gossip:
             was, meta_changed = m.status, meta != m.meta
             m.incarnation, m.addr = inc, addr
             m.meta, m.meta_version = dict(meta), meta_version
-            if was != Status.ALIVE:
-                if was in (Status.DEAD, Status.LEFT):
+            if was != ALIVE:
+                if was in (DEAD, LEFT):
                     self._live += 1
-                m.status, m.changed_s = Status.ALIVE, now
+                m.status, m.changed_s = ALIVE, now
                 self.suspicions.pop(name, None)
-                self._emit("joined" if was in (Status.DEAD, Status.LEFT) else "alive", m, now)
+                self._emit("joined" if was in (DEAD, LEFT) else "alive", m, now)
             elif meta_changed:
                 self._emit("updated", m, now)
         elif inc == m.incarnation and meta_version > m.meta_version:
@@ -524,14 +526,14 @@ class Gossip:
             if not self.leaving:
                 self._refute(now, inc)
             return
-        if m.status in (Status.DEAD, Status.LEFT):
+        if m.status in (DEAD, LEFT):
             return
         self._declare_dead(now, m, inc, by, left)
 
     def _reap(self, now: float, data: tuple[str, int]) -> None:
         name, inc = data
         m = self.members.get(name)
-        if m is not None and m.status in (Status.DEAD, Status.LEFT) and m.incarnation == inc:
+        if m is not None and m.status in (DEAD, LEFT) and m.incarnation == inc:
             del self.members[name]
             self._names.remove(name)
             self._count("reaped")
@@ -545,7 +547,7 @@ class Gossip:
         horizon = now - self.config.gossip_to_the_dead_s
 
         def eligible(m: Member) -> bool:
-            return m.status in (Status.ALIVE, Status.SUSPECT) or m.changed_s > horizon
+            return m.status in (ALIVE, SUSPECT) or m.changed_s > horizon
 
         peers = self._random_members(self.config.gossip_nodes, eligible)
         if not peers:
@@ -581,7 +583,7 @@ class Gossip:
         for name, addr, meta in members:
             if name == self.name or name in self.members:
                 continue
-            self.members[name] = Member(name, addr, 0, Status.ALIVE, dict(meta), 1, now)
+            self.members[name] = Member(name, addr, 0, ALIVE, dict(meta), 1, now)
             self._names.append(name)
             self._live += 1
         order = list(self._names)
@@ -600,9 +602,9 @@ class Gossip:
         self._now = now
         for name, addr, inc, code, meta_version, meta in states:
             status = STATUS_BY_CODE[code]
-            if status == Status.ALIVE:
+            if status == ALIVE:
                 self._on_alive(now, name, inc, addr, meta_version, meta)
-            elif status == Status.LEFT:
+            elif status == LEFT:
                 if name not in self.members:
                     continue
                 self._on_dead(now, name, inc, name, True)

@@ -25,8 +25,9 @@ from placement.place import PlacementIndex
 from placement.recovery import COUNTED_STATUSES, ProjectSpec, plan_project
 from sim.gossip_net import GossipNet
 
-RECOVERY_DELAY_S = 0.5  # coalesce a burst of dead events into one recovery round per agent
+RECOVERY_DELAY_S = 1.0  # coalesce a burst of dead events into one recovery round per agent
 RETRY_HOSTS_PER_SERVO = 3
+OWNER_DEPTH = 64
 
 
 @attrs.define
@@ -59,12 +60,15 @@ class Fleet:
         self.where: dict[str, list[str]] = {name: [] for name in self.specs}  # project -> hosts
         self._pending: set[str] = set()
         self._ranking: dict[str, list[str]] = {}
+        self._candidate_map: dict[str, list[str]] | None = None
         self._node_hash: dict[str, int] = {}
         self.on_change: Callable[[], None] = lambda: None
         net._on_event = self._on_event
 
     def add_host(self, name: str, region: str, zone: str, memory_mb: int, millicpus: int) -> None:
         self.hosts[name] = Host(name, region, zone, memory_mb, millicpus, memory_mb, millicpus)
+        self._ranking.clear()
+        self._candidate_map = None
         self.net.add(name, region=region, zone=zone)
         self._node_hash[name] = stable_hash(name)
 
@@ -166,6 +170,16 @@ class Fleet:
             self._ranking[project] = ranking
         return ranking
 
+    def _candidates(self) -> dict[str, list[str]]:
+        """Per host, the projects where it ranks within the first OWNER_DEPTH hosts."""
+        if self._candidate_map is None:
+            cmap: dict[str, list[str]] = {}
+            for project in self.specs:
+                for node in self._rank(project)[:OWNER_DEPTH]:
+                    cmap.setdefault(node, []).append(project)
+            self._candidate_map = cmap
+        return self._candidate_map
+
     def owner(self, project: str, alive: set[str]) -> str | None:
         """`placement.recovery.recovery_owner(project, alive)`, computed by walking the
         ranking (the same maximum, found without hashing every host each time)."""
@@ -185,7 +199,16 @@ class Fleet:
             return m.status.value if m is not None else "dead"
 
         todo = []
-        for project, spec in self.specs.items():
+        not_alive = len(self.hosts) - agent.core.live_count()  # dead, left or unknown to me
+        suspects = len(agent.core.suspicions)
+        if not_alive + suspects < OWNER_DEPTH:
+            # the owner is the first alive host of a project's ranking: with fewer hosts down
+            # than OWNER_DEPTH, only projects where I rank in the top OWNER_DEPTH can be mine
+            projects = self._candidates().get(me, [])
+        else:
+            projects = list(self.specs)
+        for project in projects:
+            spec = self.specs[project]
             owner = next((n for n in self._rank(project) if status(n) == "alive"), None)
             if owner != me:
                 continue
