@@ -43,6 +43,8 @@ class Outcome:
     failures: list[dict[str, str]] = attrs.field(factory=list)
     explanation: dict[str, Any] = attrs.field(factory=dict)
     missing: int = 0
+    # what this converge did so far, laid over the hosts' fresh state (see _Overlay)
+    local: _Overlay = attrs.field(factory=lambda: _Overlay())
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -84,10 +86,12 @@ def servo_wire_spec(project: Project, servo_id: str) -> dict[str, Any]:
 
 @attrs.define
 class _Overlay:
-    """Servos this agent created or removed that gossip may not report yet.
+    """Servos this agent created or removed that a view may not show yet.
 
-    Without it a second PUT right after the first would not see the servos just created (their
-    host's metadata is still on its way) and would create more.
+    Over gossip (which lags): without it a listing right after a deploy would miss the servos
+    just created. An entry is dropped as soon as the view confirms it (the servo appears, or is
+    gone), so a later change by another agent is never masked. Within one converge, a private
+    overlay lays the servos created so far over the hosts' fresh state.
     """
 
     added: dict[str, tuple[float, ServoEntry]] = attrs.field(factory=dict)
@@ -97,6 +101,8 @@ class _Overlay:
         self.added = {k: v for k, v in self.added.items() if v[0] > now}
         self.removed = {k: v for k, v in self.removed.items() if v > now}
         reported = {s.servo_id for p in peers for s in p.servos}
+        self.added = {k: v for k, v in self.added.items() if k not in reported}
+        self.removed = {k: v for k, v in self.removed.items() if k in reported}
         out = []
         for p in peers:
             servos = [s for s in p.servos if s.servo_id not in self.removed]
@@ -193,7 +199,7 @@ class Deployer:
             await self._create_missing(
                 project, desired - len(live), retries_per_servo, outcome, peers, silent
             )
-        final = self._overlay.apply(peers, self._clock())
+        final = outcome.local.apply(peers, self._clock())
         outcome.servos = [s for s in servos_of(project.name, final) if s.node in counted]
         return outcome
 
@@ -221,7 +227,8 @@ class Deployer:
                 {"node": node, "servo": ref.servo_id, "reason": exc.reason, "detail": exc.detail}
             )
             return
-        self._overlay.removed[ref.servo_id] = self._clock() + OVERLAY_TTL_S
+        for overlay in (self._overlay, outcome.local):
+            overlay.removed[ref.servo_id] = self._clock() + OVERLAY_TTL_S
         outcome.removed.append(ref.servo_id)
 
     async def _create_missing(
@@ -237,7 +244,7 @@ class Deployer:
         budget = count * retries_per_servo
         remaining = count
         while remaining > 0:
-            peers = self._overlay.apply(fresh, self._clock())
+            peers = outcome.local.apply(fresh, self._clock())
             view = cluster_view(peers)
             existing = tuple(
                 (s.servo_id, s.node)
@@ -312,6 +319,7 @@ class Deployer:
             state=str(record.get("state", "running")),
             endpoints=tuple(record.get("endpoints", ())),
         )
-        self._overlay.added[servo_id] = (self._clock() + OVERLAY_TTL_S, entry)
+        for overlay in (self._overlay, outcome.local):
+            overlay.added[servo_id] = (self._clock() + OVERLAY_TTL_S, entry)
         outcome.created.append(servo_id)
         log.info("deploy.servo_created", project=project.name, node=peer.name, servo=servo_id)
