@@ -3,7 +3,8 @@
 Each broadcast is about one member and is piggybacked on outgoing packets until it has been sent
 retransmit_mult x ceil(log10(N + 1)) times; a newer broadcast about the same member replaces the
 older one at once, so the queue holds at most one entry per member. The least-sent broadcasts
-go first, newest first among equals, as long as they fit the packet's remaining bytes.
+go first, and among equals the one that reached that count last (so fresh broadcasts go newest
+first), as long as they fit the packet's remaining bytes.
 
 Entries are kept in buckets by how often they were sent, so filling a packet looks at the few
 entries it takes rather than sorting the whole queue (which, after a region outage, holds a
@@ -18,13 +19,15 @@ from typing import Any
 import attrs
 
 MIN_ENTRY_BYTES = 8  # no broadcast is smaller: below this much room, stop looking
+PER_MSG_OVERHEAD = 2  # what one more message adds to the packet's list beyond its own bytes
+MIN_COST = MIN_ENTRY_BYTES + PER_MSG_OVERHEAD
 
 
 @attrs.define
 class _Item:
     key: str
     msg: list[Any]
-    size: int
+    cost: int  # encoded size plus the per-message overhead of the packet's list
     sent: int = 0
 
 
@@ -38,6 +41,9 @@ class BroadcastQueue:
     _items: dict[str, _Item] = attrs.field(factory=dict)
     # sent count -> {key: item}, oldest first (dicts keep insertion order)
     _buckets: dict[int, dict[str, _Item]] = attrs.field(factory=dict)
+    # sent count -> no more than the smallest cost in that bucket (a bound: kept on removal),
+    # so a nearly full packet stops looking in a bucket none of whose entries can fit
+    _floors: dict[int, int] = attrs.field(factory=dict)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -47,39 +53,66 @@ class BroadcastQueue:
         old = self._items.get(key)
         if old is not None:
             self._unbucket(old)
-        item = _Item(key, msg, size)
+        item = _Item(key, msg, size + PER_MSG_OVERHEAD)
         self._items[key] = item
-        self._buckets.setdefault(0, {})[key] = item
+        self._bucket(item)
+
+    def _bucket(self, item: _Item) -> None:
+        bucket = self._buckets.get(item.sent)
+        if bucket is None:
+            self._buckets[item.sent] = {item.key: item}
+            self._floors[item.sent] = item.cost
+        else:
+            bucket[item.key] = item
+            if item.cost < self._floors[item.sent]:
+                self._floors[item.sent] = item.cost
 
     def _unbucket(self, item: _Item) -> None:
         bucket = self._buckets[item.sent]
         del bucket[item.key]
         if not bucket:
             del self._buckets[item.sent]
+            del self._floors[item.sent]
 
-    def take(self, budget_bytes: int, members: int, per_msg_overhead: int = 2) -> list[list[Any]]:
+    def take(self, budget_bytes: int, members: int) -> list[list[Any]]:
         """Broadcasts that fit in `budget_bytes`; each counts as one more transmission."""
-        if not self._items or budget_bytes <= 0:
+        if not self._items or budget_bytes < MIN_COST:
             return []
         limit = retransmit_limit(self.retransmit_mult, members)
+        buckets, floors = self._buckets, self._floors
         chosen: list[_Item] = []
         spent = 0
-        for sent in sorted(self._buckets):
-            for item in reversed(self._buckets[sent].values()):
-                cost = item.size + per_msg_overhead
-                if spent + cost <= budget_bytes:
-                    spent += cost
-                    chosen.append(item)
-                if budget_bytes - spent < MIN_ENTRY_BYTES + per_msg_overhead:
-                    break
-            else:
+        for sent in sorted(buckets):
+            smallest = floors[sent]
+            if budget_bytes - spent < smallest:
                 continue
-            break
-        for item in chosen:
-            self._unbucket(item)
-            item.sent += 1
-            if item.sent >= limit:
-                del self._items[item.key]
+            for item in reversed(buckets[sent].values()):
+                if spent + item.cost <= budget_bytes:
+                    spent += item.cost
+                    chosen.append(item)
+                if budget_bytes - spent < smallest:
+                    break
+            if budget_bytes - spent < MIN_COST:
+                break
+        items = self._items
+        for item in chosen:  # _unbucket, then _bucket one level up, inlined: the hot path
+            key, sent = item.key, item.sent
+            bucket = buckets[sent]
+            del bucket[key]
+            if not bucket:
+                del buckets[sent]
+                del floors[sent]
+            sent += 1
+            item.sent = sent
+            if sent >= limit:
+                del items[key]
+                continue
+            upper = buckets.get(sent)
+            if upper is None:
+                buckets[sent] = {key: item}
+                floors[sent] = item.cost
             else:
-                self._buckets.setdefault(item.sent, {})[item.key] = item
+                upper[key] = item
+                if item.cost < floors[sent]:
+                    floors[sent] = item.cost
         return [item.msg for item in chosen]

@@ -38,6 +38,8 @@ from gossip.wire import encoded_size
 # Enum members bound once: in CPython 3.11 every `Status.X` lookup runs a descriptor, and these
 # comparisons sit on the per-message path.
 ALIVE, SUSPECT, DEAD, LEFT = Status.ALIVE, Status.SUSPECT, Status.DEAD, Status.LEFT
+_PING, _INDIRECT_PING, _ACK, _NACK = MsgType.PING, MsgType.INDIRECT_PING, MsgType.ACK, MsgType.NACK
+_SUSPECT, _ALIVE, _DEAD = MsgType.SUSPECT, MsgType.ALIVE, MsgType.DEAD
 
 ENVELOPE_OVERHEAD = 64  # version, sender name, list header, AES-GCM framing (generous)
 
@@ -268,26 +270,27 @@ class Gossip:
         return self.rng.choice(sorted(dead, key=lambda m: m.name)) if dead else None
 
     def handle(self, now: float, src: Addr, sender: str, msgs: list[Msg]) -> None:
-        """A decoded UDP packet from `src`; every message in it, in order."""
+        """A decoded UDP packet from `src`; every message in it, in order (the most frequent
+        kinds are tested first: this loop runs for every message of every packet)."""
         self._now = now
         for msg in msgs:
             kind = msg[0]
-            if kind == MsgType.PING:
+            if kind == _SUSPECT:
+                self._on_suspect(now, msg[1], msg[2], msg[3])
+            elif kind == _PING:
                 self._on_ping(now, src, msg)
-            elif kind == MsgType.ACK:
+            elif kind == _ACK:
                 self._on_ack(now, msg[1])
-            elif kind == MsgType.NACK:
+            elif kind == _DEAD:
+                self._on_dead(now, msg[1], msg[2], msg[3], msg[4])
+            elif kind == _ALIVE:
+                self._on_alive(now, msg[1], msg[2], msg[3], msg[4], msg[5])
+            elif kind == _NACK:
                 probe = self._probes.get(msg[1])
                 if probe is not None:
                     probe.nacks += 1
-            elif kind == MsgType.INDIRECT_PING:
+            elif kind == _INDIRECT_PING:
                 self._on_indirect_ping(now, msg)
-            elif kind == MsgType.SUSPECT:
-                self._on_suspect(now, msg[1], msg[2], msg[3])
-            elif kind == MsgType.ALIVE:
-                self._on_alive(now, msg[1], msg[2], msg[3], msg[4], msg[5])
-            elif kind == MsgType.DEAD:
-                self._on_dead(now, msg[1], msg[2], msg[3], msg[4])
             else:
                 self._count("dropped.unexpected_message")
 
@@ -410,14 +413,14 @@ class Gossip:
     # --- state transitions (SWIM 4.2, Lifeguard IV-B) ------------------------------------------
     def _on_suspect(self, now: float, name: str, incarnation: int, accuser: str) -> None:
         m = self.members.get(name)
-        if m is None or incarnation < m.incarnation:
+        # After an outage most suspicions arrive about members already dead here: test that
+        # first (this agent's own record is never dead, and is left only while it leaves).
+        if m is None or m.status is DEAD or m.status is LEFT or incarnation < m.incarnation:
             return
         if name == self.name:
             self._refute(now, incarnation)
             return
-        if m.status in (DEAD, LEFT):
-            return
-        if m.status == SUSPECT:
+        if m.status is SUSPECT:
             s = self.suspicions.get(name)
             if s is not None and s.confirm(accuser):
                 self._queue(name, [MsgType.SUSPECT, name, incarnation, accuser])
@@ -593,9 +596,11 @@ class Gossip:
 
     # --- push-pull anti-entropy (memberlist mergeState) ---------------------------------------
     def push_pull_state(self) -> list[Msg]:
+        """Every member's state, in the table's own (deterministic, insertion) order: sorting
+        a large table on every exchange would cost more than the exchange."""
         return [
             [m.name, m.addr, m.incarnation, STATUS_CODES[m.status], m.meta_version, m.meta]
-            for m in self.snapshot()
+            for m in self.members.values()
         ]
 
     def merge_state(self, now: float, states: list[Msg]) -> None:

@@ -40,8 +40,9 @@ class Suspicion:
     """One open suspicion about a member.
 
     `k` is how many confirmations bring the timeout to its minimum (suspicion_mult - 2, and 0 in
-    clusters too small to provide them). `confirmers` holds who has suspected it, the first
-    suspecter included, so a repeated message from the same member does not count twice.
+    clusters too small to provide them). `confirmers` holds who has suspected it (the first
+    suspecter included, until the k-th confirmation), so a repeated message from the same
+    member does not count twice.
     """
 
     incarnation: int
@@ -60,8 +61,9 @@ class Suspicion:
 
     def confirm(self, member: str) -> bool:
         """Count `member`'s independent suspicion; True when it shortened the timeout."""
-        if member in self.confirmers or self.confirmations >= self.k:
-            self.confirmers.add(member)
+        if self.confirmations >= self.k:
+            return False  # already at the minimum timeout: later accusers change nothing
+        if member in self.confirmers:
             return False
         self.confirmers.add(member)
         self.confirmations += 1

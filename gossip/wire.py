@@ -7,6 +7,7 @@ names the drop counter to bump.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import msgpack
@@ -31,12 +32,23 @@ class DecodeError(ValueError):
         self.reason = reason
 
 
+class _Packers(threading.local):
+    """One reusable Packer per thread: `msgpack.packb` builds a new Packer on every call, which
+    costs more than packing a small gossip message, and a Packer must not be shared by threads."""
+
+    def __init__(self) -> None:
+        self.packer = msgpack.Packer(use_bin_type=True)
+
+
+_packers = _Packers()
+
+
 def pack_messages(sender: str, msgs: list[Msg]) -> bytes:
-    return msgpack.packb([PROTOCOL_VERSION, sender, msgs], use_bin_type=True)  # type: ignore[no-any-return]
+    return _packers.packer.pack([PROTOCOL_VERSION, sender, msgs])  # type: ignore[no-any-return]
 
 
 def encoded_size(msg: Msg) -> int:
-    return len(msgpack.packb(msg, use_bin_type=True))
+    return len(_packers.packer.pack(msg))
 
 
 def encode(keyring: Keyring | None, sender: str, msgs: list[Msg]) -> bytes:

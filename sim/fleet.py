@@ -18,7 +18,8 @@ from collections.abc import Callable
 
 import attrs
 
-from gossip.core import MemberEvent
+from gossip.core import ALIVE, MemberEvent
+from gossip.messages import Status
 from placement.hashing import mix, stable_hash
 from placement.model import ClusterView, NodeView, PlacementRequest, ServoRef
 from placement.place import PlacementIndex
@@ -28,6 +29,8 @@ from sim.gossip_net import GossipNet
 RECOVERY_DELAY_S = 1.0  # coalesce a burst of dead events into one recovery round per agent
 RETRY_HOSTS_PER_SERVO = 3
 OWNER_DEPTH = 64
+# placement.recovery.COUNTED_STATUSES as the core's own statuses, for identity tests
+COUNTED = tuple(Status(s) for s in sorted(COUNTED_STATUSES))
 
 
 @attrs.define
@@ -193,11 +196,6 @@ class Fleet:
         if agent.crashed:
             return
         members = agent.core.members
-
-        def status(name: str) -> str:
-            m = members.get(name)
-            return m.status.value if m is not None else "dead"
-
         todo = []
         not_alive = len(self.hosts) - agent.core.live_count()  # dead, left or unknown to me
         suspects = len(agent.core.suspicions)
@@ -207,13 +205,22 @@ class Fleet:
             projects = self._candidates().get(me, [])
         else:
             projects = list(self.specs)
+        # Plain loops over the member table: this runs for every project on every round.
         for project in projects:
-            spec = self.specs[project]
-            owner = next((n for n in self._rank(project) if status(n) == "alive"), None)
+            owner = None
+            for node in self._rank(project):
+                m = members.get(node)
+                if m is not None and m.status is ALIVE:
+                    owner = node
+                    break
             if owner != me:
                 continue
-            live = sum(1 for node in self.where[project] if status(node) in COUNTED_STATUSES)
-            if live != spec.desired:
+            live = 0
+            for node in self.where[project]:
+                m = members.get(node)
+                if m is not None and m.status in COUNTED:
+                    live += 1
+            if live != self.specs[project].desired:
                 todo.append(project)
         if not todo:
             return

@@ -227,4 +227,4 @@ class GossipNet:
         self.engine.run_until(self.engine.now + seconds)
 
     def view(self, observer: str) -> dict[str, str]:
-        return {m.name: m.status.value for m in self.agents[observer].core.members.values()}
+        return {m.name: m.status for m in self.agents[observer].core.members.values()}

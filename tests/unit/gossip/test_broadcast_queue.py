@@ -1,3 +1,6 @@
+from hypothesis import given
+from hypothesis import strategies as st
+
 from gossip.broadcast_queue import BroadcastQueue, retransmit_limit
 
 
@@ -31,3 +34,63 @@ def test_entries_retire_after_their_limit() -> None:
     while q.take(100, members=3):
         sends += 1
     assert sends == 2
+
+
+class _ReferenceQueue:
+    """The queue's contract written the slow, obvious way: sort everything on every take.
+
+    Order: least sent first; among equals, the one that got there last first (a stamp taken
+    on every put and on every send, in the order a take chose them)."""
+
+    def __init__(self, mult: int) -> None:
+        self.mult = mult
+        self.items: dict[str, list] = {}  # key -> [msg, cost, sent, stamp]
+        self.stamp = 0
+
+    def _stamp(self) -> int:
+        self.stamp += 1
+        return self.stamp
+
+    def put(self, key: str, msg: list, size: int) -> None:
+        self.items[key] = [msg, size + 2, 0, self._stamp()]
+
+    def take(self, budget: int, members: int) -> list:
+        limit = retransmit_limit(self.mult, members)
+        spent, chosen = 0, []
+        for key, entry in sorted(self.items.items(), key=lambda kv: (kv[1][2], -kv[1][3])):
+            if spent + entry[1] <= budget:
+                spent += entry[1]
+                chosen.append(key)
+        out = []
+        for key in chosen:
+            entry = self.items[key]
+            out.append(entry[0])
+            entry[2] += 1
+            entry[3] = self._stamp()
+            if entry[2] >= limit:
+                del self.items[key]
+        return out
+
+
+@given(
+    st.lists(
+        st.one_of(
+            # few sizes and small budgets, so exact fits and near-misses are common
+            st.tuples(st.just("put"), st.sampled_from("abcdefghij"), st.sampled_from([8, 9, 18])),
+            st.tuples(st.just("take"), st.integers(0, 70), st.integers(1, 2000)),
+        ),
+        max_size=200,
+    )
+)
+def test_take_matches_the_obvious_implementation(ops: list[tuple[str, object, int]]) -> None:
+    """Buckets, floors and the early stops are only speed: the choice is that of a full sort
+    (least sent first, latest there first among equals, whatever fits)."""
+    q, ref = BroadcastQueue(retransmit_mult=2), _ReferenceQueue(2)
+    for step, (op, a, b) in enumerate(ops):
+        if op == "put":
+            msg = [f"{a}{step}"]
+            q.put(str(a), msg, b)
+            ref.put(str(a), msg, b)
+        else:
+            assert q.take(int(str(a)), members=b) == ref.take(int(str(a)), b)
+        assert len(q) == len(ref.items)
