@@ -85,6 +85,10 @@ class Member:
     meta: dict[str, Any]
     meta_version: int
     changed_s: float
+    # True for a record handed in by `preload`, which many cores may hold at once (a thousand
+    # simulated agents need not each own a copy of the same converged table): a core copies it
+    # before its first change (`Gossip._own`).
+    shared: bool = False
 
     def alive_msg(self) -> Msg:
         return [MsgType.ALIVE, self.name, self.incarnation, self.addr, self.meta_version, self.meta]
@@ -174,6 +178,14 @@ class Gossip:
     def _next_seq(self) -> int:
         self._seq += 1
         return self._seq
+
+    def _own(self, m: Member) -> Member:
+        """`m`, made this core's own to change (see `Member.shared`)."""
+        if not m.shared:
+            return m
+        mine = attrs.evolve(m, shared=False)
+        self.members[m.name] = mine
+        return mine
 
     def _emit(self, kind: str, m: Member, now: float) -> None:
         self.events.append(MemberEvent(kind, m.name, m.status.value, m.incarnation, now))
@@ -440,6 +452,7 @@ class Gossip:
             k = 0
         s = Suspicion(incarnation, now, k if cfg.lifeguard else 0, low, high, {accuser})
         self.suspicions[name] = s
+        m = self._own(m)
         m.status, m.incarnation, m.changed_s = SUSPECT, incarnation, now
         self._emit("suspect", m, now)
         self._count("suspicions")
@@ -459,6 +472,7 @@ class Gossip:
 
     def _declare_dead(self, now: float, m: Member, incarnation: int, by: str, left: bool) -> None:
         self._live -= 1
+        m = self._own(m)
         m.status = LEFT if left else DEAD
         m.incarnation, m.changed_s = incarnation, now
         self.suspicions.pop(m.name, None)
@@ -498,6 +512,8 @@ class Gossip:
             self._emit("joined", m, now)
             self._queue_alive(m)
             return
+        if inc > m.incarnation or (inc == m.incarnation and meta_version > m.meta_version):
+            m = self._own(m)
         if inc > m.incarnation:
             # A higher incarnation carries the member's whole current state, whatever the
             # metadata version (a restarted agent counts its versions from 1 again).
@@ -578,17 +594,20 @@ class Gossip:
         need = min(k - len(picked), len(pool))
         return [*picked.values(), *self.rng.sample(pool, need)]
 
-    def preload(self, now: float, members: list[tuple[str, Addr, dict[str, Any]]]) -> None:
-        """Start from a known, converged membership (all alive, incarnation 0) without events
-        or broadcasts: what a long-running cluster looks like. The simulator uses it so an
-        outage scenario does not first pay for a join storm it is not studying."""
+    def preload(self, now: float, table: dict[str, Member]) -> None:
+        """Start from a known, converged membership without events or broadcasts: what a
+        long-running cluster looks like. The simulator uses it so an outage scenario does not
+        first pay for a join storm it is not studying.
+
+        `table` holds alive records marked `shared`, and may be handed to many cores: none
+        changes a record in place. What this core already knows (itself included) wins."""
         self._now = now
-        for name, addr, meta in members:
-            if name == self.name or name in self.members:
-                continue
-            self.members[name] = Member(name, addr, 0, ALIVE, dict(meta), 1, now)
-            self._names.append(name)
-            self._live += 1
+        known = self.members
+        merged = dict(table)
+        merged.update(known)
+        self.members = merged
+        self._live += len(merged) - len(known)
+        self._names = [n for n in merged if n != self.name]
         order = list(self._names)
         self.rng.shuffle(order)
         self._probe_order = order

@@ -132,7 +132,14 @@ def choose_scale_down(spec: ProjectSpec, view: ClusterView, n: int) -> list[Serv
     return victims
 
 
-def plan_project(spec: ProjectSpec, view: ClusterView, exclude: Iterable[str] = ()) -> ProjectPlan:
+def plan_project(
+    spec: ProjectSpec,
+    view: ClusterView,
+    exclude: Iterable[str] = (),
+    index: PlacementIndex | None = None,
+) -> ProjectPlan:
+    """What brings `spec` back to its desired count in `view`. `index`, when given, must be
+    `PlacementIndex(view)` (a caller planning many projects on one view builds it once)."""
     live = tuple(live_servos(spec.name, view))
     want = spec.desired
     if len(live) < want:
@@ -145,7 +152,7 @@ def plan_project(spec: ProjectSpec, view: ClusterView, exclude: Iterable[str] = 
             existing=live,
             max_per_host=spec.max_per_host,
         )
-        decision = PlacementIndex(view).place(request, exclude)
+        decision = (index or PlacementIndex(view)).place(request, exclude)
         creates = tuple(
             (node, servo_id_for(spec.name, live, i)) for i, node in enumerate(decision.placements)
         )

@@ -65,6 +65,8 @@ class Fleet:
         self._ranking: dict[str, list[str]] = {}
         self._candidate_map: dict[str, list[str]] | None = None
         self._node_hash: dict[str, int] = {}
+        self._truth_version = 0  # bumped on every admit and removal
+        self._view_cache: tuple[tuple[str, int, int], ClusterView, PlacementIndex] | None = None
         self.on_change: Callable[[], None] = lambda: None
         net._on_event = self._on_event
 
@@ -138,6 +140,7 @@ class Fleet:
         ):
             return False
         h.servos[servo_id] = spec.name
+        self._truth_version += 1
         self.where[spec.name].append(node)
         h.memory_free_mb -= spec.memory_mb
         h.millicpus_free -= spec.millicpus
@@ -147,6 +150,7 @@ class Fleet:
         h = self.hosts[node]
         project = h.servos.pop(servo_id, None)
         if project is not None:
+            self._truth_version += 1
             self.where[project].remove(node)
             spec = self.specs[project]
             h.memory_free_mb += spec.memory_mb
@@ -231,7 +235,8 @@ class Fleet:
     def _repair(self, me: str, spec: ProjectSpec, excluded: set[str], limit: int = 0) -> None:
         """Carry out the owner's plan for one project; `limit` > 0 creates at most that many
         (a retry replaces only the servo that failed, not the whole plan)."""
-        plan = plan_project(spec, self.view_for(me), excluded)
+        view, index = self._planning_view(me)
+        plan = plan_project(spec, view, excluded, index)
         creates = plan.creates[:limit] if limit else plan.creates
         for ref in plan.removes:
             node = next(h.name for h in self.hosts.values() if ref.servo_id in h.servos)
@@ -245,6 +250,16 @@ class Fleet:
             self._rpc(me, node, create)
         if plan.creates or plan.removes:
             self.on_change()
+
+    def _planning_view(self, me: str) -> tuple[ClusterView, PlacementIndex]:
+        """`me`'s view and its placement index, built once for every plan made within one
+        simulator event while no servo has come or gone (a recovery round that repairs many
+        projects would otherwise rebuild the whole fleet's view for each)."""
+        key = (me, self._truth_version, self.net.engine.events_run)
+        if self._view_cache is None or self._view_cache[0] != key:
+            view = self.view_for(me)
+            self._view_cache = (key, view, PlacementIndex(view))
+        return self._view_cache[1], self._view_cache[2]
 
     def _rpc(self, src: str, dst: str, then: Callable[[], None]) -> None:
         """One request/response between agents: a reliable round trip on the virtual network."""

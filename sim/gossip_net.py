@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gossip.broadcast_queue import BroadcastQueue
-from gossip.core import Gossip, GossipConfig, MemberEvent
+from gossip.core import ALIVE, Gossip, GossipConfig, Member, MemberEvent
 from gossip.crypto import OVERHEAD
 from gossip.messages import Msg
 from gossip.wire import pack_messages
@@ -153,9 +153,12 @@ class GossipNet:
     def preload_converged(self) -> None:
         """Every agent knows every other as alive, as after a long quiet run (no join storm)."""
         now = self.engine.now
-        roster = [(a.name, a.core.me.addr, a.core.me.meta) for a in self.agents.values()]
+        table = {
+            a.name: Member(a.name, a.core.me.addr, 0, ALIVE, dict(a.core.me.meta), 1, now, True)
+            for a in self.agents.values()
+        }
         for agent in self.agents.values():
-            agent.core.preload(now, roster)
+            agent.core.preload(now, table)
             agent.core.broadcasts = BroadcastQueue(self.config.retransmit_mult)
 
     def send(self, src: str, dst: str, msgs: list[Msg]) -> None:

@@ -162,3 +162,22 @@ def test_awareness_rises_with_missed_nacks_and_stretches_probes() -> None:
         off.tick(float(t * 10))
         off.tick(float(t * 10) + 9)
     assert off.awareness.score == 0
+
+
+def test_preloaded_records_are_shared_until_a_core_changes_them() -> None:
+    net = GossipNet(seed=3)
+    for i in range(6):
+        net.add(f"m{i}", meta={"region": f"r{i % 2}"})
+    net.preload_converged()
+    a, b = net.agents["m1"].core, net.agents["m2"].core
+    assert a.members["m5"] is b.members["m5"]  # one record, held by both
+    assert len(a.members) == 6 and a.live_count() == 6 and a.members["m1"] is a.me
+    net.crash("m5")
+    net.run(30)
+    for name in ("m0", "m1", "m2", "m3", "m4"):
+        assert net.view(name)["m5"] == "dead"
+    # each survivor changed its own copy; the shared record nobody may change is as loaded
+    assert a.members["m5"] is not b.members["m5"]
+    assert not a.members["m5"].shared
+    shared = net.agents["m0"].core.members["m4"]
+    assert shared.shared and shared.status == Status.ALIVE and shared.incarnation == 0
