@@ -26,6 +26,20 @@ def child(agents: int, duration: float) -> None:
     from sim.run import SimArgs, simulate
 
     t0 = time.perf_counter()
+    last = [0.0]
+
+    def progress(now: float, end: float) -> None:
+        """A line on stderr every 5 simulated seconds: wall time and memory so far."""
+        if now - last[0] >= 5.0 or now >= end:
+            last[0] = now
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(
+                f"  {agents} agents: {now:6.1f}/{end:.0f} sim s,"
+                f" {time.perf_counter() - t0:7.1f} wall s, peak {rss:,.0f} MiB",
+                file=sys.stderr,
+                flush=True,
+            )
+
     result = simulate(
         SimArgs(
             "region-outage",
@@ -33,7 +47,8 @@ def child(agents: int, duration: float) -> None:
             projects=agents // 3,
             duration_s=duration,
             fail_at_s=min(60.0, duration / 4),
-        )
+        ),
+        progress,
     )
     wall = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -68,7 +83,7 @@ def main() -> None:
             continue
         out = subprocess.run(
             [sys.executable, __file__, "--child", str(agents), str(duration)],
-            capture_output=True,
+            stdout=subprocess.PIPE,  # progress lines go straight to stderr
             text=True,
             check=True,
         ).stdout

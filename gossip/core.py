@@ -161,7 +161,9 @@ class Gossip:
         self._gossip_armed = False
         self._timer(now + rng.random() * cfg.gossip_interval_s, "gossip", None)
         self._gossip_armed = True
-        self._timer(now + cfg.push_pull_interval_s, "push_pull", None)
+        # The first exchange at a random point of the interval (memberlist's randStagger):
+        # agents started together must not all push-pull at the same instant ever after.
+        self._timer(now + rng.random() * cfg.push_pull_interval_s, "push_pull", None)
         self._queue_alive(self.me)
 
     # --- small helpers -----------------------------------------------------------------------
