@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gossip.core import MemberEvent
+from sim.engine import fewer_collections
 from sim.gossip_net import GossipNet
 
 SERF = {1000: (2.2, 3.0, 4.4), 10000: (2.6, 3.4, 5.0)}
@@ -70,7 +71,8 @@ def main() -> None:
     for n in args.sizes:
         for k, loss in enumerate(LOSSES):
             t0 = time.perf_counter()
-            times = dissemination(n, loss, args.updates, args.seed)
+            with fewer_collections():
+                times = dissemination(n, loss, args.updates, args.seed)
             model = SERF.get(n, (float("nan"),) * 3)[k]
             print(
                 f"{n:>7} {loss * 100:>4.0f}% {statistics.median(times):>12.2f} {model:>13.1f}"

@@ -9,17 +9,16 @@ desired count (or which cannot be, and why), and the traffic per agent.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import random
 import statistics
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 
 from gossip.core import GossipConfig, MemberEvent
 from placement.recovery import plan_project
+from sim.engine import fewer_collections
 from sim.fleet import Fleet, make_specs
 from sim.gossip_net import GossipNet
 from sim.network import LinkProfile
@@ -86,24 +85,10 @@ def _summary(values: list[float]) -> dict[str, float | None]:
     }
 
 
-@contextlib.contextmanager
-def _fewer_collections() -> Iterator[None]:
-    """A simulation holds millions of long-lived objects (every agent's member table) and
-    allocates small messages by the million: at the default thresholds the cyclic collector
-    re-walks that heap so often it costs a fifth of the run. Collect young objects less often,
-    and the old generation practically never, for the run only."""
-    old = gc.get_threshold()
-    gc.set_threshold(100_000, 50, 100)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*old)
-
-
 def simulate(
     args: SimArgs, progress: Callable[[float, float], None] | None = None
 ) -> dict[str, Any]:
-    with _fewer_collections():
+    with fewer_collections():
         return _simulate(args, progress)
 
 
