@@ -274,14 +274,17 @@ class Gossip:
         return due
 
     def push_pull_target(self) -> Member | None:
-        alive = [m for m in self.members.values() if m.name != self.name and m.status == ALIVE]
-        return self.rng.choice(sorted(alive, key=lambda m: m.name)) if alive else None
+        """A random alive member to exchange full state with."""
+        picked = self._random_members(1, lambda m: m.status is ALIVE)
+        return picked[0] if picked else None
 
     def reconnect_target(self) -> Member | None:
         """A member we believe dead (not left) to try a push-pull with, as Serf's reconnect
         does: after a partition heals, this is how the two sides find each other again."""
-        dead = [m for m in self.members.values() if m.status == DEAD]
-        return self.rng.choice(sorted(dead, key=lambda m: m.name)) if dead else None
+        if len(self.members) == self._live:
+            return None  # nobody dead or left: the usual case, answered without a scan
+        picked = self._random_members(1, lambda m: m.status is DEAD)
+        return picked[0] if picked else None
 
     def handle(self, now: float, src: Addr, sender: str, msgs: list[Msg]) -> None:
         """A decoded UDP packet from `src`; every message in it, in order (the most frequent
