@@ -9,6 +9,11 @@ is crashed every 30 s (and replaced, so the size stays put); we report median an
 a crash to its first suspicion anywhere and to "dead" at every member, the false positives (a
 live member declared dead by anyone), and messages and bytes sent per member per second.
 Figures are printed, never asserted.
+
+A second table isolates what Lifeguard is for (its paper's experiment): 10 % of members are
+slow, handling every packet D seconds after it arrives while their timers fire on time (a
+CPU-starved process); we count suspicions of healthy members, healthy members declared dead
+(false positives) and slow members declared dead, Lifeguard on and off.
 """
 
 from __future__ import annotations
@@ -119,6 +124,49 @@ def run(
     }
 
 
+def run_slow(n: int, delay_s: float, lifeguard: bool, minutes: float, seed: int) -> dict[str, int]:
+    slow: set[str] = set()
+    counts = {"healthy_suspected": 0, "healthy_dead": 0, "slow_dead": 0}
+
+    def on_event(observer: str, ev: MemberEvent) -> None:
+        if ev.kind == "suspect" and ev.name not in slow:
+            counts["healthy_suspected"] += 1
+        elif ev.kind == "dead":
+            counts["slow_dead" if ev.name in slow else "healthy_dead"] += 1
+
+    net = GossipNet(seed=seed, config=GossipConfig(lifeguard=lifeguard), on_event=on_event)
+    for i in range(n):
+        net.add(f"m{i}", region=f"r{i % 3}")
+    net.join_all("m0")
+    net.run(15)
+    for name in random.Random(seed).sample(sorted(net.agents), max(1, n // 10)):
+        slow.add(name)
+        net.slow(name, delay_s)
+    net.run(minutes * 60)
+    return counts
+
+
+def slow_table(sizes: list[int], delays: list[float], minutes: float, seed: int) -> None:
+    print(
+        f"\n10 % of members slow (every packet handled D s late), {minutes:g} simulated min:"
+        "\nmembers     D | healthy suspected on/off | healthy declared dead on/off"
+        " | slow declared dead on/off"
+    )
+    for n in sizes:
+        for delay in delays:
+            t0 = time.perf_counter()
+            on = run_slow(n, delay, True, minutes, seed)
+            off = run_slow(n, delay, False, minutes, seed)
+            print(
+                f"{n:>7} {delay:>4g} s |"
+                f" {on['healthy_suspected']:>9} / {off['healthy_suspected']:<9}     |"
+                f" {on['healthy_dead']:>9} / {off['healthy_dead']:<9}        |"
+                f" {on['slow_dead']:>7} / {off['slow_dead']:<7}"
+                f" [{time.perf_counter() - t0:.0f} s wall]",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -127,6 +175,10 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--losses", type=float, nargs="+", default=[0.0, 0.01, 0.05])
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--slow-delays", type=float, nargs="*", default=[1.0, 2.0, 4.0, 8.0], metavar="D"
+    )
+    parser.add_argument("--slow-sizes", type=int, nargs="+", default=[10, 30])
     args = parser.parse_args()
     print(
         "members  loss stalls lifeguard | first suspect p50/p99 | dead everywhere p50/p99"
@@ -149,6 +201,8 @@ def main() -> None:
                         f" {r['kbit_per_member_s']:>6.1f}   [{wall:.0f} s wall]",
                         flush=True,
                     )
+    if args.slow_delays:
+        slow_table(args.slow_sizes, args.slow_delays, args.minutes, args.seed)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,11 @@ This is the layer the simulator, the gossip benchmark and the core's multi-membe
 each simulated agent is an unmodified `gossip.core.Gossip`; this module only does what the Trio
 transport does for a real agent (deliver packets, wake the core at its deadline, run the TCP
 ping fallback and push-pull exchanges) on top of `sim.engine` and `sim.network`. Agents can
-crash (stop answering, for good or until restarted), and stall (stop processing for a while,
-like a SIGSTOPped process whose socket buffers fill; everything queued is handled on waking).
+crash (stop answering, for good or until restarted), stall (stop processing for a while,
+like a SIGSTOPped process whose socket buffers fill; everything queued is handled on waking),
+and be slow: every packet reaches the core a fixed delay after it arrived while its timers
+still fire on time (a CPU-starved process working through a queue, the fault behind the false
+positives the Lifeguard paper set out to remove).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class SimAgent:
         )
         self.crashed = False
         self.stalled_until = 0.0
+        self.slow_s = 0.0  # > 0: every packet is handled this long after it arrives
         self._backlog: list[tuple[str, Any]] = []
         self._wake_at = float("inf")
         self._reconnect_rng = random.Random(net.rng.random())
@@ -83,6 +87,12 @@ class SimAgent:
         self.flush()
 
     def receive(self, src: str, msgs: list[Msg]) -> None:
+        if self.slow_s > 0:
+            self.net.engine.after(self.slow_s, lambda: self._handle(src, msgs))
+        else:
+            self._handle(src, msgs)
+
+    def _handle(self, src: str, msgs: list[Msg]) -> None:
         if self.crashed:
             return
         if self.stalled:
@@ -188,7 +198,8 @@ class GossipNet:
             t = self.agents.get(target)
             if t is None or t.crashed or t.stalled or agent.crashed:
                 return
-            self.engine.after(self.config.probe_timeout_s / 10, acked)
+            # a slow target answers late, and a slow prober reads the answer late
+            self.engine.after(self.config.probe_timeout_s / 10 + t.slow_s + agent.slow_s, acked)
 
         self.network.send(agent.name, target, ("tcp", answered), 64, reliable=True)
 
@@ -209,8 +220,15 @@ class GossipNet:
 
             self.engine.after(0.001, back)
 
+        def arrive() -> None:
+            t = self.agents.get(target)
+            if t is not None and t.slow_s > 0:
+                self.engine.after(t.slow_s, exchange)
+            else:
+                exchange()
+
         size = 64 * (len(self.agents) + 1) if self.count_bytes else 0
-        self.network.send(agent.name, target, ("tcp", exchange), size, reliable=True)
+        self.network.send(agent.name, target, ("tcp", arrive), size, reliable=True)
 
     def on_event(self, observer: str, event: MemberEvent) -> None:
         if self._on_event is not None:
@@ -225,6 +243,10 @@ class GossipNet:
         agent = self.agents[name]
         agent.stalled_until = max(agent.stalled_until, self.engine.now + seconds)
         agent.schedule()
+
+    def slow(self, name: str, delay_s: float) -> None:
+        """From now on `name` handles every packet `delay_s` late (0: back to normal)."""
+        self.agents[name].slow_s = delay_s
 
     def run(self, seconds: float) -> None:
         self.engine.run_until(self.engine.now + seconds)

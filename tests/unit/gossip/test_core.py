@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from gossip.core import Gossip, GossipConfig
+from gossip.core import Gossip, GossipConfig, MemberEvent
 from gossip.messages import MsgType, Status
 from sim.gossip_net import GossipNet
 
@@ -181,3 +181,32 @@ def test_preloaded_records_are_shared_until_a_core_changes_them() -> None:
     assert not a.members["m5"].shared
     shared = net.agents["m0"].core.members["m4"]
     assert shared.shared and shared.status == Status.ALIVE and shared.incarnation == 0
+
+
+def _healthy_declared_dead(lifeguard: bool) -> tuple[int, int]:
+    """A 10-member cluster where m3 handles every packet 4 s late for 3 minutes: how often a
+    healthy member is declared dead, and how often one is suspected."""
+    dead = suspected = 0
+
+    def on_event(observer: str, ev: MemberEvent) -> None:
+        nonlocal dead, suspected
+        if ev.name != "m3":
+            dead += ev.kind == "dead"
+            suspected += ev.kind == "suspect"
+
+    net = cluster(10, config=GossipConfig(lifeguard=lifeguard))
+    net._on_event = on_event
+    net.slow("m3", 4.0)
+    net.run(180)
+    return dead, suspected
+
+
+def test_lifeguard_keeps_a_slow_member_from_killing_healthy_ones() -> None:
+    """Lifeguard's claim on the simulator's slow-member fault: the slow member's own missed
+    acks raise its awareness (longer probe timeouts) and its lone suspicions start at the
+    maximum timeout, so healthy members are never declared dead; plain SWIM kills them."""
+    dead_on, suspected_on = _healthy_declared_dead(lifeguard=True)
+    dead_off, suspected_off = _healthy_declared_dead(lifeguard=False)
+    assert dead_on == 0
+    assert dead_off > 0
+    assert suspected_on * 5 < suspected_off
