@@ -164,6 +164,23 @@ def test_awareness_rises_with_missed_nacks_and_stretches_probes() -> None:
     assert off.awareness.score == 0
 
 
+def test_probing_a_dead_member_costs_a_healthy_prober_no_awareness() -> None:
+    """The helpers' nacks come back before the probe period ends (they nack at 80 % of the
+    probe timeout), so a healthy member that probes a crashed one is not taken for unhealthy."""
+    net = GossipNet(seed=5)
+    for i in range(10):
+        net.add(f"m{i}", region="r0")
+    net.join_all("m0")
+    net.run(5)
+    net.crash("m7")
+    net.run(30)
+    survivors = [a for name, a in net.agents.items() if name != "m7"]
+    assert all(net.view(a.name)["m7"] == "dead" for a in survivors)
+    assert sum(a.core.counters.get("suspicions", 0) for a in survivors) > 0  # m7 was probed
+    assert sum(a.core.counters.get("nacks_missed", 0) for a in survivors) == 0
+    assert [a.core.awareness.score for a in survivors] == [0] * len(survivors)
+
+
 def test_preloaded_records_are_shared_until_a_core_changes_them() -> None:
     net = GossipNet(seed=3)
     for i in range(6):
