@@ -36,12 +36,18 @@ def dissemination(n: int, loss: float, updates: int, seed: int) -> list[float]:
     need = math.ceil(0.9999 * (n - 1))
 
     def on_event(observer: str, ev: MemberEvent) -> None:
-        if ev.kind == "updated" and ev.name == "m0":
-            version = net.agents[observer].core.members["m0"].meta_version
-            seen = got.setdefault(version, set())
-            seen.add(observer)
-            if len(seen) >= need and version not in done:
-                done[version] = ev.at_s - started[version]
+        # Any event about m0 may carry the new metadata: "updated", but also "alive" for an
+        # observer that had m0 suspect (under loss, m0 is suspected and refutes, and its
+        # refutation carries its current metadata) or "joined" for one that had it dead.
+        if ev.name != "m0" or ev.kind not in ("updated", "alive", "joined"):
+            return
+        holds = net.agents[observer].core.members["m0"].meta_version
+        for version, t0 in started.items():
+            if version <= holds and version not in done:
+                seen = got.setdefault(version, set())
+                seen.add(observer)
+                if len(seen) >= need:
+                    done[version] = ev.at_s - t0
 
     net = GossipNet(seed=seed, loss=0.0, on_event=on_event, count_bytes=False)
     for i in range(n):

@@ -166,8 +166,11 @@ class Gossip:
         self._push_pull_due = False
         self._timer(now + rng.random() * cfg.probe_interval_s, "probe", None)
         self._now = now  # the latest time an input brought; arms timers from outside tick()
-        self._gossip_armed = False
-        self._timer(now + rng.random() * cfg.gossip_interval_s, "gossip", None)
+        # Gossip rounds fall on a grid with this agent's own random phase; they sleep while
+        # there is nothing to spread and wake on the grid's next point, so a new broadcast
+        # waits half an interval on average, as with memberlist's always-running ticker.
+        self._gossip_phase = now + rng.random() * cfg.gossip_interval_s
+        self._timer(self._gossip_phase, "gossip", None)
         self._gossip_armed = True
         # The first exchange at a random point of the interval (memberlist's randStagger):
         # agents started together must not all push-pull at the same instant ever after.
@@ -197,6 +200,14 @@ class Gossip:
         self.members[m.name] = mine
         return mine
 
+    def _next_gossip_round(self, now: float) -> float:
+        """The first point of this agent's gossip grid after `now` (a round woken late skips
+        the points it missed rather than running them back to back)."""
+        interval = self.config.gossip_interval_s
+        rounds = max(0, math.floor((now - self._gossip_phase) / interval) + 1)
+        when = self._gossip_phase + rounds * interval
+        return when if when > now + 1e-9 else when + interval  # float error at a grid point
+
     def _emit(self, kind: str, m: Member, now: float) -> None:
         self.events.append(MemberEvent(kind, m.name, m.status.value, m.incarnation, now))
 
@@ -206,9 +217,9 @@ class Gossip:
         return self._live
 
     def _queue(self, key: str, msg: Msg) -> None:
-        if not self._gossip_armed:  # gossip rounds sleep while there is nothing to spread
+        if not self._gossip_armed:  # asleep: wake at the grid's next point
             self._gossip_armed = True
-            self._timer(self._now + self.config.gossip_interval_s, "gossip", None)
+            self._timer(self._next_gossip_round(self._now), "gossip", None)
         self.broadcasts.put(key, msg, encoded_size(msg))
 
     def _queue_alive(self, m: Member) -> None:
@@ -269,7 +280,7 @@ class Gossip:
             elif kind == "gossip":
                 self._gossip(now)
                 if len(self.broadcasts):
-                    self._timer(now + self.config.gossip_interval_s, "gossip", None)
+                    self._timer(self._next_gossip_round(now), "gossip", None)
                 else:
                     self._gossip_armed = False
             elif kind == "push_pull":

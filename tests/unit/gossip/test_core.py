@@ -114,6 +114,36 @@ def core_with_peers(n: int, config: GossipConfig | None = None) -> Gossip:
     return g
 
 
+def _gossip_sends(g: Gossip, start: float, end: float, step: float = 0.01) -> list[float]:
+    """Times in [start, end) at which `g` sent a packet without probing (gossip rounds)."""
+    times = []
+    t = start
+    while t < end:
+        g.tick(t)
+        if any(msgs and msgs[0][0] != MsgType.PING for _, msgs in g.outbox):
+            times.append(round(t, 2))
+        g.outbox.clear()
+        t += step
+    return times
+
+
+def test_gossip_rounds_keep_their_grid_while_asleep() -> None:
+    """Rounds sleep when there is nothing to spread, and a new broadcast goes out at the next
+    point of the agent's grid (half an interval away on average), not a whole interval later."""
+    cfg = GossipConfig(probe_interval_s=1000.0)  # no probes: only gossip rounds send
+    g = Gossip("me", ("me", 1), {}, random.Random(1), 0.0, cfg)
+    for i in range(5):
+        g.handle(0.0, ("p", 1), f"p{i}", [[MsgType.ALIVE, f"p{i}", 0, (f"p{i}", 1), 1, {}]])
+    rounds = _gossip_sends(g, 0.0, 30.0)  # spread the joins until the queue is empty
+    assert rounds and not len(g.broadcasts)
+    interval = cfg.gossip_interval_s
+    asleep_at = rounds[-1] + 100 * interval - 0.03  # just before a point of the old grid
+    g.set_meta(asleep_at, {"v": 2})
+    sends = _gossip_sends(g, asleep_at, asleep_at + 1.0)
+    assert sends, "the broadcast was never gossiped"
+    assert sends[0] - asleep_at <= 0.04  # the grid's next point, not a whole interval later
+
+
 def test_independent_confirmations_accelerate_suspicion() -> None:
     g = core_with_peers(20)
     g.handle(1.0, ("p1", 1), "p1", [[MsgType.SUSPECT, "p9", 0, "p1"]])
