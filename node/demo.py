@@ -81,6 +81,20 @@ def start_agents(base: Path, runtime: str, log: Any) -> list[subprocess.Popen[by
     return procs
 
 
+def _members_once_gossiped(client: ShoalClient, project: dict[str, Any]) -> list[dict[str, Any]]:
+    """The member list once every host's gossip metadata counts the servos just created (a
+    second or so), so the table agrees with the placements printed under it."""
+    placed = len(project.get("servos", []))
+    deadline = time.monotonic() + 5.0
+    while True:
+        members: list[dict[str, Any]] = list(client.members())
+        if sum(int(m.get("servos") or 0) for m in members) >= placed:
+            return members
+        if time.monotonic() > deadline:
+            return members  # print what gossip says now rather than hang the demo
+        time.sleep(0.2)
+
+
 def wait_for_cluster(
     console: Console, procs: list[subprocess.Popen[bytes]], timeout_s: float = 60
 ) -> None:
@@ -137,7 +151,7 @@ def main() -> int:
                             "spread": "region",
                         },
                     )
-                console.print(members_table(client.members()))
+                console.print(members_table(_members_once_gossiped(client, project)))
             console.print(servos_table(project))
             console.print("\nTry:")
             for _, _, api_port, _ in AGENTS:
