@@ -14,11 +14,11 @@ placement conflict, and the owner retries on another host, at most 3 more hosts 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import attrs
 
-from gossip.core import ALIVE, MemberEvent
+from gossip.core import ALIVE, Member, MemberEvent
 from gossip.messages import Status
 from placement.hashing import mix, stable_hash
 from placement.model import ClusterView, NodeView, PlacementRequest, ServoRef
@@ -187,10 +187,14 @@ class Fleet:
             self._candidate_map = cmap
         return self._candidate_map
 
-    def owner(self, project: str, alive: set[str]) -> str | None:
-        """`placement.recovery.recovery_owner(project, alive)`, computed by walking the
-        ranking (the same maximum, found without hashing every host each time)."""
-        return next((n for n in self._rank(project) if n in alive), None)
+    def owner(self, project: str, members: Mapping[str, Member]) -> str | None:
+        """`placement.recovery.recovery_owner(project, hosts alive in members)`, computed by
+        walking the ranking (the same maximum, found without hashing every host each time)."""
+        for node in self._rank(project):
+            m = members.get(node)
+            if m is not None and m.status is ALIVE:
+                return node
+        return None
 
     def _recover(self, me: str) -> None:
         """One recovery round of agent `me`: for the projects it owns in its own view, compare
@@ -209,15 +213,9 @@ class Fleet:
             projects = self._candidates().get(me, [])
         else:
             projects = list(self.specs)
-        # Plain loops over the member table: this runs for every project on every round.
+
         for project in projects:
-            owner = None
-            for node in self._rank(project):
-                m = members.get(node)
-                if m is not None and m.status is ALIVE:
-                    owner = node
-                    break
-            if owner != me:
+            if self.owner(project, members) != me:
                 continue
             live = 0
             for node in self.where[project]:

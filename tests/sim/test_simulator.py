@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import gossip.core
+from gossip.core import ALIVE, DEAD, Member
 from placement.recovery import recovery_owner
 from sim.cli import main as sim_main
 from sim.fleet import Fleet
@@ -82,8 +83,14 @@ def test_owner_fast_path_matches_recovery_owner() -> None:
     for i in range(40):
         fleet.add_host(f"h{i}", "r0", "r0-a", 1000, 1000)
     alive = {f"h{i}" for i in range(40) if i % 3}
+    members = {
+        f"h{i}": Member(f"h{i}", (f"h{i}", 1), 0, ALIVE if f"h{i}" in alive else DEAD, {}, 1, 0.0)
+        for i in range(40)
+        if i % 5  # some hosts unknown to this member table altogether
+    }
+    known_alive = sorted(alive & set(members))
     for p in ("web", "api", "db", "x"):
-        assert fleet.owner(p, alive) == recovery_owner(p, sorted(alive))
+        assert fleet.owner(p, members) == recovery_owner(p, known_alive)
 
 
 def test_cli_prints_json_and_writes_a_self_contained_report(
