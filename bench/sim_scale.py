@@ -23,14 +23,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sim.run import SCENARIOS, WARMUP_S  # noqa: E402
+from sim.run import SCENARIOS, WARMUP_S, SimArgs, simulate  # noqa: E402
 
 RUNS = {1000: 600.0, 10000: 120.0}
 
 
 def child(agents: int, duration: float, scenario: str) -> None:
-    from sim.run import SimArgs, simulate
-
     t0 = time.perf_counter()
     last = [0.0]
 
