@@ -544,11 +544,10 @@ class Gossip:
             self._emit("joined", m, now)
             self._queue_alive(m)
             return
-        if inc > m.incarnation or (inc == m.incarnation and meta_version > m.meta_version):
-            m = self._own(m)
         if inc > m.incarnation:
             # A higher incarnation carries the member's whole current state, whatever the
             # metadata version (a restarted agent counts its versions from 1 again).
+            m = self._own(m)
             was, meta_changed = m.status, meta != m.meta
             m.incarnation, m.addr = inc, addr
             m.meta, m.meta_version = dict(meta), meta_version
@@ -563,6 +562,7 @@ class Gossip:
         elif inc == m.incarnation and meta_version > m.meta_version:
             # Newer metadata at the same incarnation: the status stays (an equal incarnation
             # never clears a suspicion; only the suspect's refutation does).
+            m = self._own(m)
             m.meta, m.meta_version = dict(meta), meta_version
             self._emit("updated", m, now)
         else:
