@@ -23,6 +23,7 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -40,6 +41,20 @@ def pct(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def joined_cluster(
+    n: int, lifeguard: bool, loss: float, seed: int, on_event: Callable[[str, MemberEvent], None]
+) -> GossipNet:
+    """n members in three regions, all joined through m0 and settled for 15 s."""
+    net = GossipNet(
+        seed=seed, config=GossipConfig(lifeguard=lifeguard), loss=loss, on_event=on_event
+    )
+    for i in range(n):
+        net.add(f"m{i}", region=f"r{i % 3}")
+    net.join_all("m0")
+    net.run(15)
+    return net
 
 
 def run(
@@ -62,14 +77,8 @@ def run(
                 false_dead += 1
 
     dead_times: dict[str, list[float]] = {}
-    net = GossipNet(
-        seed=seed, config=GossipConfig(lifeguard=lifeguard), loss=loss, on_event=on_event
-    )
+    net = joined_cluster(n, lifeguard, loss, seed, on_event)
     rng = random.Random(seed)
-    for i in range(n):
-        net.add(f"m{i}", region=f"r{i % 3}")
-    net.join_all("m0")
-    net.run(15)
     stallers = rng.sample(sorted(net.agents), max(1, n // 10)) if stalls else []
     start = net.engine.now
     end = start + minutes * 60
@@ -134,11 +143,7 @@ def run_slow(n: int, delay_s: float, lifeguard: bool, minutes: float, seed: int)
         elif ev.kind == "dead":
             counts["slow_dead" if ev.name in slow else "healthy_dead"] += 1
 
-    net = GossipNet(seed=seed, config=GossipConfig(lifeguard=lifeguard), on_event=on_event)
-    for i in range(n):
-        net.add(f"m{i}", region=f"r{i % 3}")
-    net.join_all("m0")
-    net.run(15)
+    net = joined_cluster(n, lifeguard, 0.0, seed, on_event)
     for name in random.Random(seed).sample(sorted(net.agents), max(1, n // 10)):
         slow.add(name)
         net.slow(name, delay_s)
