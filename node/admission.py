@@ -14,6 +14,8 @@ import attrs
 
 from node.capacity import Capacity
 from node.runtime import AdmissionRefused, ServoSpec
+from placement.fit import refusal
+from placement.model import Refusal
 
 
 @attrs.frozen
@@ -50,23 +52,29 @@ class Admission:
             if spec.servo_id in self._held:
                 return
             same = sum(1 for r in self._held.values() if r.project == spec.project)
-            if same >= spec.max_per_host:
+            mem_free = self.capacity.memory_mb - sum(r.memory_mb for r in self._held.values())
+            cpu_free = self.capacity.millicpus - sum(r.millicpus for r in self._held.values())
+            why = refusal(
+                memory_free_mb=mem_free,
+                millicpus_free=cpu_free,
+                same_project=same,
+                memory_mb=spec.memory_mb,
+                millicpus=spec.millicpus,
+                max_per_host=spec.max_per_host,
+            )
+            if why is Refusal.ALREADY_RUNS_PROJECT:
                 raise AdmissionRefused(
                     f"already runs {same} servo(s) of {spec.project} "
                     f"(max {spec.max_per_host} per host)",
-                    "already_runs_project",
+                    why.value,
                 )
-            mem = sum(r.memory_mb for r in self._held.values())
-            cpu = sum(r.millicpus for r in self._held.values())
-            if mem + spec.memory_mb > self.capacity.memory_mb:
+            if why is Refusal.INSUFFICIENT_MEMORY:
                 raise AdmissionRefused(
-                    f"needs {spec.memory_mb} MiB, {self.capacity.memory_mb - mem} MiB free",
-                    "insufficient_memory",
+                    f"needs {spec.memory_mb} MiB, {mem_free} MiB free", why.value
                 )
-            if cpu + spec.millicpus > self.capacity.millicpus:
+            if why is not None:
                 raise AdmissionRefused(
-                    f"needs {spec.millicpus} millicpus, {self.capacity.millicpus - cpu} free",
-                    "insufficient_cpu",
+                    f"needs {spec.millicpus} millicpus, {cpu_free} free", why.value
                 )
             self._held[spec.servo_id] = Reservation(spec.project, spec.memory_mb, spec.millicpus)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Iterable
 
+from placement.fit import refusal
 from placement.hashing import mix, stable_hash
 from placement.model import (
     ALIVE,
@@ -192,12 +193,19 @@ class PlacementIndex:
         binpack = request.strategy == "binpack"
 
         def eligible(name: str) -> bool:
-            if name in excluded or counts.get(name, 0) >= limit:
+            if name in excluded:
                 return False
             node = nodes[name]
             return (
-                node.mem_free - used_mem.get(name, 0) >= mem
-                and node.cpu_free - used_cpu.get(name, 0) >= cpu
+                refusal(
+                    memory_free_mb=node.mem_free - used_mem.get(name, 0),
+                    millicpus_free=node.cpu_free - used_cpu.get(name, 0),
+                    same_project=counts.get(name, 0),
+                    memory_mb=mem,
+                    millicpus=cpu,
+                    max_per_host=limit,
+                )
+                is None
             )
 
         def find(zone: _Zone) -> str | None:
@@ -281,14 +289,18 @@ class PlacementIndex:
                 reason = Refusal.NOT_ALIVE
             elif name in excluded:
                 reason = Refusal.EXCLUDED
-            elif counts.get(name, 0) >= request.max_per_host:
-                reason = Refusal.ALREADY_RUNS_PROJECT
-            elif node.mem_free - used_mem.get(name, 0) < request.memory_mb:
-                reason = Refusal.INSUFFICIENT_MEMORY
-            elif node.cpu_free - used_cpu.get(name, 0) < request.millicpus:
-                reason = Refusal.INSUFFICIENT_CPU
-            else:  # pragma: no cover - a feasible node is always found before giving up
-                raise AssertionError(f"{name} was feasible but not chosen")
+            else:
+                why = refusal(
+                    memory_free_mb=node.mem_free - used_mem.get(name, 0),
+                    millicpus_free=node.cpu_free - used_cpu.get(name, 0),
+                    same_project=counts.get(name, 0),
+                    memory_mb=request.memory_mb,
+                    millicpus=request.millicpus,
+                    max_per_host=request.max_per_host,
+                )
+                # a feasible node is always found before giving up
+                assert why is not None, f"{name} was feasible but not chosen"
+                reason = why
             out.append((name, reason.value))
         return tuple(out)
 
