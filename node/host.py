@@ -1,17 +1,26 @@
-"""Host duties: the agent runs servos, keeps them durable, and restores them after a reboot.
+"""Host duties: the agent runs servos, watches them, restarts them, and keeps their data.
 
 The order of a creation is the PaaS host agent's: admit (reserve memory, CPU, anti-affinity) ->
-persist the record -> create the data volume -> create and start the container -> confirm it
-stays up. Any failure after admission undoes what was made (no orphan container, no leaked
-reservation) and leaves a `failed` record holding the engine's message, so the placer can retry
-elsewhere and an operator can see why. The reconciler makes the engine match the store: on start
-and every 30 s, missing containers are re-created with the same volume (a reboot's story),
-exited ones restarted with backoff, and containers of this node that the store does not know are
-removed.
+persist the record -> create the data volume -> create and start the container, and answer as
+soon as the engine says it started. A failure undoes what this attempt made (no orphan container,
+no leaked reservation, no record: it was never acknowledged) and raises, so the placer can retry
+elsewhere. A second create of an id this host knows is the same request: it gets the record back.
+
+Servos are watched, not polled. `run_watcher` follows the engine's event stream (Docker's
+`die`/`oom`/`start`), so an exit is seen within a second; `run_reconciler` looks at every stored
+servo when the agent starts (a rebooted host is whole again before it serves) and then slowly,
+as a safety net. Both feed the same `_observe`, which asks the pure policy of
+`node/servo_lifecycle.py` what an exit means: restart in place after a backoff, or `failed`.
+
+A volume is never deleted implicitly. `remove_servo` (scale-down, drain, replacement) keeps it
+and remembers it as kept; only `destroy_servo` (an explicit project destroy), `prune_volumes`
+and the retention loop delete volumes. A servo re-created here with the same id gets its kept
+volume back.
 """
 
 from __future__ import annotations
 
+import math
 import socket
 import time
 from collections.abc import Callable
@@ -24,20 +33,39 @@ from node.admission import Admission
 from node.capacity import Capacity
 from node.logfmt import get_logger
 from node.runtime import (
+    ContainerStatus,
+    ExitInfo,
     HostError,
     Runtime,
+    RuntimeUnavailable,
     ServoFailed,
     ServoRecord,
     ServoSpec,
+    iso_utc,
 )
-from node.store import HostStore
+from node.servo_lifecycle import (
+    HOLDING_STATES,
+    LIVE_STATES,
+    CrashHistory,
+    RestartPolicy,
+    backoff_s,
+    exit_reason,
+    on_exit,
+    on_started,
+    transition,
+)
+from node.store import HostStore, KeptVolume
 
 log = get_logger("node.host")
 
-STARTUP_CHECK_S = 0.3
-RECONCILE_INTERVAL_S = 30.0
-BACKOFF_BASE_S = 2.0
-BACKOFF_MAX_S = 300.0
+RECONCILE_INTERVAL_S = 60.0  # a safety net only: exits arrive through the event stream
+RETENTION_INTERVAL_S = 3600.0
+DEFAULT_VOLUME_RETENTION_S = 7 * 24 * 3600  # the agent's --volume-retention default
+WATCH_RETRY_MIN_S = 0.5  # reconnecting to a broken event stream: doubling up to the max
+WATCH_RETRY_MAX_S = 10.0
+ENGINE_RETRY_S = 5.0  # a due restart the engine could not even be asked about waits this long
+LOGS_TAIL_MAX_LINES = 1000
+ERROR_TAIL_CHARS = 1000  # of the last log lines kept in a failed servo's `error`
 
 
 def container_name(node: str, servo_id: str) -> str:
@@ -62,6 +90,18 @@ def pick_free_port(host: str, avoid: set[int]) -> int:
     raise ServoFailed("no free host port found", "no_ports")
 
 
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _nothing() -> None:
+    """The default hook: nobody is listening."""
+
+
+def _nothing_for(servo_id: str, reason: str) -> None:
+    """The default per-servo hook: nobody is listening."""
+
+
 @attrs.define
 class ReconcileReport:
     checked: int = 0
@@ -73,6 +113,14 @@ class ReconcileReport:
 
 
 class HostService:
+    """One host's servos. Records are the truth (SQLite); the engine is made to match them.
+
+    Hooks, all called synchronously and shielded from their own exceptions:
+    `on_change()` after any record is created, changes state or restarts, or is deleted (the
+    agent republishes its gossip state); `on_exit(servo_id, reason)` on every exit it did not
+    ask for; `on_failed(servo_id, reason)` when a servo becomes `failed`.
+    """
+
     def __init__(
         self,
         node: str,
@@ -80,7 +128,9 @@ class HostService:
         store: HostStore,
         capacity: Capacity,
         host_addr: str = "127.0.0.1",
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = trio.current_time,
+        policy: RestartPolicy | None = None,
+        wall_ms: Callable[[], int] = _wall_ms,
     ) -> None:
         self.node = node
         self.runtime = runtime
@@ -88,13 +138,25 @@ class HostService:
         self.capacity = capacity
         self.host_addr = host_addr
         self.admission = Admission(capacity)
-        self._clock = clock
+        self.policy = policy if policy is not None else RestartPolicy()
+        self.on_change: Callable[[], None] = _nothing
+        self.on_exit: Callable[[str, str], None] = _nothing_for
+        self.on_failed: Callable[[str, str], None] = _nothing_for
+        self._clock = clock  # monotonic seconds: backoff deadlines and the policy's window
+        self._wall_ms = wall_ms  # epoch ms: what records and kept volumes show
         self._locks: dict[str, trio.Lock] = {}
-        self._crashes: dict[str, tuple[int, float]] = {}  # servo -> (restarts, next try at)
         self._records: dict[str, ServoRecord] = {}
+        self._history: dict[str, CrashHistory] = {}  # servo -> the policy's memory of it
+        self._restart_at: dict[str, float] = {}  # restarting servo -> when (self._clock) to try
+        self._oom_seen: set[str] = set()  # servos whose container had an `oom` event
+        self._observing: set[str] = set()  # servos with an observe task under way
+        self._observe_again: set[str] = set()  # ... and an event that came in meanwhile
+        self._wake = trio.Event()  # set when a restart is scheduled
+        self._restarter_running = False
+        self._reconciled = False  # the first reconcile is the boot one
         for record in store.all():
             self._records[record.servo_id] = record
-            if record.state != "failed":
+            if record.state in HOLDING_STATES:
                 self.admission.restore(record.spec)
 
     def close(self) -> None:
@@ -120,27 +182,96 @@ class HostService:
     def list_servos(self) -> list[ServoRecord]:
         return [r for _, r in sorted(self._records.items())]
 
+    async def logs_tail(self, servo_id: str, lines: int = 20) -> str:
+        """The last lines its container logged (e.g. to show why a servo failed)."""
+        self._known(servo_id)
+        lines = max(1, min(lines, LOGS_TAIL_MAX_LINES))
+        return await self.runtime.logs_tail(container_name(self.node, servo_id), lines)
+
+    # --- bookkeeping ------------------------------------------------------------------------
+    def _hook(self, fn: Callable[..., None], *args: str) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:  # a listener's bug must not stop the host's duties
+            log.warning("host.hook_failed", hook=getattr(fn, "__name__", "?"), detail=str(exc))
+
     def _save(self, record: ServoRecord) -> ServoRecord:
+        before = self._records.get(record.servo_id)
         self.store.put(record)
         self._records[record.servo_id] = record
+        if before is None or (before.state, before.restarts) != (record.state, record.restarts):
+            self._hook(self.on_change)
         return record
+
+    def _forget(self, servo_id: str) -> None:
+        self.store.delete(servo_id)
+        self._records.pop(servo_id, None)
+        self.admission.release(servo_id)
+        self._history.pop(servo_id, None)
+        self._restart_at.pop(servo_id, None)
+        self._oom_seen.discard(servo_id)
+        self._hook(self.on_change)
 
     def _lock(self, servo_id: str) -> trio.Lock:
         return self._locks.setdefault(servo_id, trio.Lock())
+
+    def _known(self, servo_id: str) -> ServoRecord:
+        record = self._records.get(servo_id)
+        if record is None:
+            raise KeyError(servo_id)
+        return record
+
+    def _labels(self, record: ServoRecord) -> dict[str, str]:
+        return {
+            "shoal.project": record.project,
+            "shoal.servo": record.servo_id,
+            "shoal.node": self.node,
+        }
+
+    def _running(self, record: ServoRecord, restarts: int | None = None) -> ServoRecord:
+        """Its container runs from now: the one place a record becomes `running`."""
+        sid = record.servo_id
+        self._history[sid] = on_started(self._history.get(sid, CrashHistory()), self._clock())
+        self._restart_at.pop(sid, None)
+        self._oom_seen.discard(sid)
+        return self._save(
+            attrs.evolve(
+                record,
+                state=transition(record.state, "started"),
+                error=None,
+                running_since_ms=self._wall_ms(),
+                restarts=record.restarts if restarts is None else restarts,
+            )
+        )
+
+    async def _run_container(self, record: ServoRecord) -> None:
+        name = container_name(self.node, record.servo_id)
+        args = (record.spec, volume_name(self.node, record.servo_id), self.host_addr)
+        try:
+            await self.runtime.run(name, *args, record.host_ports, self._labels(record))
+        except ServoFailed as exc:
+            if exc.reason != "conflict":
+                raise
+            # A leftover of an earlier attempt (a crash mid-create) holds the name: replace it.
+            await self.runtime.remove(name)
+            await self.runtime.run(name, *args, record.host_ports, self._labels(record))
 
     # --- lifecycle --------------------------------------------------------------------------
     async def create_servo(
         self, spec: ServoSpec, idempotency_key: str | None = None
     ) -> ServoRecord:
+        """Admit, persist, create the volume (or take back a kept one), run; answer once the
+        engine reports the container started. A known id returns its record, whatever state."""
         if idempotency_key:
             known = self.store.servo_for_key(idempotency_key)
-            if known and known in self._records and self._records[known].state != "failed":
+            if known is not None and known in self._records:
                 return self._records[known]
-        existing = self._records.get(spec.servo_id)
-        if existing is not None and existing.state != "failed":
-            return existing
-        self.admission.reserve(spec)  # raises AdmissionRefused before any engine call
-        async with self._lock(spec.servo_id):
+        sid = spec.servo_id
+        async with self._lock(sid):
+            existing = self._records.get(sid)
+            if existing is not None:
+                return existing
+            self.admission.reserve(spec)  # raises AdmissionRefused before any engine call
             used_ports = {h for r in self._records.values() for _, h in r.host_ports}
             ports = []
             for c in spec.ports:
@@ -155,138 +286,398 @@ class HostService:
                     host_ports=tuple(ports),
                     host_addr=self.host_addr,
                     fake=self.runtime.fake,
-                    created_ms=int(time.time() * 1000),
+                    created_ms=self._wall_ms(),
                 )
             )
             if idempotency_key:
-                self.store.remember_key(idempotency_key, spec.servo_id)
+                self.store.remember_key(idempotency_key, sid)
+            volume = volume_name(self.node, sid)
+            made_volume = False
             try:
-                await self._launch(record)
+                made_volume = await self.runtime.ensure_volume(volume, self._labels(record))
+                await self._run_container(record)
             except HostError as exc:
-                await self._undo(record)
-                self.admission.release(spec.servo_id)
-                self._save(attrs.evolve(record, state="failed", error=exc.detail))
-                log.warning(
-                    "servo.failed", servo=spec.servo_id, reason=exc.reason, detail=exc.detail
-                )
+                await self._undo(record, made_volume)
+                log.warning("servo.create_failed", servo=sid, reason=exc.reason, detail=exc.detail)
                 raise
-            record = self._save(attrs.evolve(record, state="running", error=None))
-            log.info("servo.running", servo=spec.servo_id, project=spec.project)
+            self.store.forget_volume(volume)  # a kept volume taken back is no longer kept
+            record = self._running(record)
+            log.info("servo.running", servo=sid, project=spec.project, new_volume=made_volume)
             return record
 
-    async def _launch(self, record: ServoRecord) -> None:
-        labels = {
-            "shoal.project": record.project,
-            "shoal.servo": record.servo_id,
-            "shoal.node": self.node,
-        }
-        name = container_name(self.node, record.servo_id)
-        await self.runtime.ensure_volume(volume_name(self.node, record.servo_id), labels)
-        await self.runtime.remove(name)  # a leftover of an earlier attempt must not conflict
-        await self.runtime.run(
-            name,
-            record.spec,
-            volume_name(self.node, record.servo_id),
-            self.host_addr,
-            record.host_ports,
-            labels,
-        )
-        await trio.sleep(STARTUP_CHECK_S if not self.runtime.fake else 0)
-        status = await self.runtime.status(name)
-        if status.state != "running":
-            tail = await self.runtime.logs_tail(name)
-            detail = f"container exited at once (status {status.exit_code})"
-            raise ServoFailed(f"{detail}: {tail}" if tail else detail, "exited")
-
-    async def _undo(self, record: ServoRecord) -> None:
+    async def _undo(self, record: ServoRecord, made_volume: bool) -> None:
+        """Take back a create that failed: it was never acknowledged, so nothing of it stays
+        but a volume that existed before this attempt (a kept one is someone's data)."""
+        sid = record.servo_id
         try:
-            await self.runtime.remove(container_name(self.node, record.servo_id))
-            await self.runtime.remove_volume(volume_name(self.node, record.servo_id))
-        except HostError as exc:  # the reconciler removes what is left once the engine answers
-            log.warning("servo.cleanup_failed", servo=record.servo_id, detail=exc.detail)
-
-    def _known(self, servo_id: str) -> ServoRecord:
-        record = self._records.get(servo_id)
-        if record is None:
-            raise KeyError(servo_id)
-        return record
+            await self.runtime.remove(container_name(self.node, sid))
+            if made_volume:
+                await self.runtime.remove_volume(volume_name(self.node, sid))
+        except HostError as exc:  # the reconciler removes the container once the engine answers
+            log.warning("servo.cleanup_failed", servo=sid, detail=exc.detail)
+        self._forget(sid)
 
     async def stop_servo(self, servo_id: str) -> ServoRecord:
+        """Stop its container (a deliberate stop: not an exit, never restarted)."""
         async with self._lock(servo_id):
             record = self._known(servo_id)
-            await self.runtime.stop(container_name(self.node, servo_id))
-            return self._save(attrs.evolve(record, state="stopped"))
+            state = transition(record.state, "stop")
+            if record.state != "failed":
+                try:
+                    await self.runtime.stop(container_name(self.node, servo_id))
+                except ServoFailed as exc:
+                    if exc.reason != "missing":
+                        raise
+            self._restart_at.pop(servo_id, None)
+            self._history.pop(servo_id, None)
+            return self._save(attrs.evolve(record, state=state))
 
     async def start_servo(self, servo_id: str) -> ServoRecord:
+        """Start it now: a stopped servo, a failed one (admitted again), or one backing off."""
         async with self._lock(servo_id):
             record = self._known(servo_id)
             name = container_name(self.node, servo_id)
-            if (await self.runtime.status(name)).state == "missing":
-                await self._launch(record)
-            else:
-                await self.runtime.start(name)
-            self._crashes.pop(servo_id, None)
-            return self._save(attrs.evolve(record, state="running", error=None))
+            status = await self.runtime.status(name)
+            if record.state == "running" and status.state == "running":
+                return record
+            readmit = record.state == "failed"
+            if readmit:
+                self.admission.reserve(record.spec)
+            try:
+                if status.state == "missing":
+                    await self.runtime.ensure_volume(
+                        volume_name(self.node, servo_id), self._labels(record)
+                    )
+                    await self._run_container(record)
+                elif status.state != "running":
+                    await self.runtime.start(name)
+            except HostError:
+                if readmit:
+                    self.admission.release(servo_id)
+                raise
+            if record.state in ("stopped", "failed"):
+                record = attrs.evolve(record, state=transition(record.state, "start"))
+            self._history[servo_id] = CrashHistory()  # an operator's start forgives the past
+            return self._running(record)
+
+    async def remove_servo(self, servo_id: str) -> None:
+        """Remove its container and record, KEEP its volume (listed by `kept_volumes`).
+
+        What scale-down, over-count, drain and the replacement of a failed servo use."""
+        await self._remove(servo_id, keep_volume=True)
 
     async def destroy_servo(self, servo_id: str, keep_volume: bool = False) -> None:
+        """An explicit project destroy: container, record and (unless kept) volume go."""
+        await self._remove(servo_id, keep_volume)
+
+    async def _remove(self, servo_id: str, keep_volume: bool) -> None:
         async with self._lock(servo_id):
             record = self._known(servo_id)
+            self._restart_at.pop(servo_id, None)
             await self.runtime.remove(container_name(self.node, servo_id))
-            if not keep_volume:
-                await self.runtime.remove_volume(volume_name(self.node, servo_id))
-            self.store.delete(servo_id)
-            self._records.pop(servo_id, None)
-            self.admission.release(servo_id)
-            self._crashes.pop(servo_id, None)
+            volume = volume_name(self.node, servo_id)
+            if keep_volume:
+                self.store.keep_volume(
+                    KeptVolume(volume, record.project, servo_id, self._wall_ms())
+                )
+            else:
+                await self.runtime.remove_volume(volume)
+                self.store.forget_volume(volume)
+            self._forget(servo_id)
             log.info(
-                "servo.destroyed", servo=servo_id, project=record.project, kept_volume=keep_volume
+                "servo.removed", servo=servo_id, project=record.project, kept_volume=keep_volume
             )
+
+    # --- kept volumes -----------------------------------------------------------------------
+    async def kept_volumes(self) -> list[dict[str, Any]]:
+        kept = self.store.kept_volumes()
+        sizes = await self.runtime.volume_sizes([k.volume for k in kept]) if kept else {}
+        return [
+            {
+                "node": self.node,
+                "project": k.project,
+                "servo": k.servo_id,
+                "volume": k.volume,
+                "size_bytes": sizes.get(k.volume),
+                "since": iso_utc(k.since_ms),
+            }
+            for k in kept
+        ]
+
+    async def prune_volumes(
+        self, project: str | None = None, older_than_s: float | None = None
+    ) -> list[str]:
+        """Delete kept volumes: all, or one project's, or those kept longer than the age."""
+        now_ms = self._wall_ms()
+        removed: list[str] = []
+        for kept in self.store.kept_volumes():
+            if project is not None and kept.project != project:
+                continue
+            if older_than_s is not None and now_ms - kept.since_ms < older_than_s * 1000:
+                continue
+            async with self._lock(kept.servo_id):
+                if kept.servo_id in self._records:  # taken back by a create meanwhile
+                    continue
+                try:
+                    await self.runtime.remove_volume(kept.volume)
+                except HostError as exc:
+                    log.warning("volume.prune_failed", volume=kept.volume, detail=exc.detail)
+                    continue
+                self.store.forget_volume(kept.volume)
+                removed.append(kept.volume)
+        if removed:
+            log.info(
+                "volume.pruned", count=len(removed), project=project, older_than_s=older_than_s
+            )
+        return removed
+
+    async def run_retention(
+        self,
+        retention_s: float = DEFAULT_VOLUME_RETENTION_S,
+        interval_s: float = RETENTION_INTERVAL_S,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Prune kept volumes older than `retention_s`, once at start and then every hour."""
+        started = False
+        while True:
+            try:
+                await self.prune_volumes(older_than_s=retention_s)
+            except HostError as exc:
+                log.warning("retention.unavailable", detail=exc.detail)
+            if not started:
+                task_status.started()
+                started = True
+            await trio.sleep(interval_s)
+
+    # --- exits and restarts: the one code path ----------------------------------------------
+    async def _observe(
+        self, servo_id: str, boot: bool = False, report: ReconcileReport | None = None
+    ) -> None:
+        """Make one servo's container match its record, after an event or in a reconcile.
+
+        `boot`: the first look after the agent started. Containers that stopped while it was
+        away are restarted at once, without counting as exits (a reboot is not the app's doing).
+        """
+        report = report if report is not None else ReconcileReport()
+        async with self._lock(servo_id):
+            record = self._records.get(servo_id)
+            if record is None or record.state not in LIVE_STATES:
+                self._restart_at.pop(servo_id, None)
+                return
+            report.checked += 1
+            status = await self.runtime.status(container_name(self.node, servo_id))
+            now = self._clock()
+            if status.state == "running":
+                if record.state != "running":  # started by us earlier, or by someone else
+                    self._running(record)
+                return
+            if record.state == "restarting":
+                due_at = self._restart_at.get(servo_id)
+                if boot or due_at is None or due_at <= now:
+                    await self._restart(record, status, report)
+                else:
+                    report.backing_off.append(servo_id)
+                return
+            if boot or status.state == "missing":
+                await self._restart(record, status, report)
+                return
+            await self._exited(record, status, now)
+
+    async def _exited(self, record: ServoRecord, status: ContainerStatus, now: float) -> None:
+        sid = record.servo_id
+        code = status.exit_code if status.exit_code is not None else -1
+        oom = status.oom_killed or (sid in self._oom_seen and code == 137)
+        self._oom_seen.discard(sid)
+        info = ExitInfo(code, exit_reason(code, oom), self._wall_ms())
+        verdict = on_exit(self.policy, self._history.get(sid, CrashHistory()), now)
+        self._history[sid] = verdict.history
+        self._hook(self.on_exit, sid, info.reason)
+        if verdict.restart_in_s is None:
+            n, window = len(verdict.history.exits_s), self.policy.window_s
+            await self._fail(record, info, f"exited {n} times within {window:.0f} s")
+            return
+        self._restart_at[sid] = now + verdict.restart_in_s
+        self._save(attrs.evolve(record, state=transition(record.state, "exited"), last_exit=info))
+        self._wake.set()
+        log.info(
+            "servo.exited",
+            servo=sid,
+            code=code,
+            reason=info.reason,
+            restart_in_s=verdict.restart_in_s,
+            restarts=record.restarts,
+        )
+
+    async def _restart(
+        self, record: ServoRecord, status: ContainerStatus, report: ReconcileReport
+    ) -> None:
+        """Start its container again in place (re-create it, same volume and ports, if gone)."""
+        sid = record.servo_id
+        name = container_name(self.node, sid)
+        counted = record.state == "restarting"  # after an exit, not after a reboot
+        self._restart_at.pop(sid, None)
+        try:
+            if status.state == "missing":
+                record = self._save(
+                    attrs.evolve(record, state=transition(record.state, "relaunch"))
+                )
+                await self.runtime.ensure_volume(volume_name(self.node, sid), self._labels(record))
+                await self._run_container(record)
+                report.recreated.append(sid)
+            else:
+                await self.runtime.start(name)
+                report.restarted.append(sid)
+        except ServoFailed as exc:  # the engine refuses: this container cannot run here
+            report.failed.append(sid)
+            info = ExitInfo(-1, "start_failed", self._wall_ms())
+            self._hook(self.on_exit, sid, info.reason)
+            await self._fail(record, info, f"the engine refused to start it: {exc.detail}")
+            return
+        except RuntimeUnavailable as exc:  # says nothing about the servo: try again later
+            report.failed.append(sid)
+            step = max(1, self._history.get(sid, CrashHistory()).step)
+            self._restart_at[sid] = self._clock() + backoff_s(self.policy, step)
+            self._wake.set()
+            log.warning("servo.restart_unavailable", servo=sid, detail=exc.detail)
+            return
+        self._running(record, restarts=record.restarts + 1 if counted else record.restarts)
+        log.info("servo.restarted", servo=sid, restarts=self._records[sid].restarts)
+
+    async def _fail(self, record: ServoRecord, info: ExitInfo, why: str) -> None:
+        """Give up on it here: it holds no reservation, its container stays as it is (for its
+        logs), its volume and record stay until someone calls `remove_servo`."""
+        sid = record.servo_id
+        tail = await self.runtime.logs_tail(container_name(self.node, sid), 5)
+        error = f"{why}; last log lines: {tail[-ERROR_TAIL_CHARS:]}" if tail else why
+        self._restart_at.pop(sid, None)
+        self.admission.release(sid)
+        self._save(
+            attrs.evolve(
+                record, state=transition(record.state, "gave_up"), last_exit=info, error=error
+            )
+        )
+        self._hook(self.on_failed, sid, info.reason)
+        log.warning("servo.failed", servo=sid, reason=info.reason, detail=error)
+
+    async def _observe_safely(self, servo_id: str) -> None:
+        try:
+            await self._observe(servo_id)
+        except HostError as exc:  # the engine did not answer: look again a little later
+            if servo_id in self._restart_at:
+                self._restart_at[servo_id] = self._clock() + ENGINE_RETRY_S
+            log.warning("servo.observe_failed", servo=servo_id, detail=exc.detail)
+
+    async def _run_restarts(self) -> None:
+        """Carry out restarts when their backoff ends. One runs per host, started by whichever
+        of the watcher and the reconciler comes first (the reconciler also restarts overdue
+        servos on its own passes, should this one be gone)."""
+        if self._restarter_running:
+            return
+        self._restarter_running = True
+        try:
+            while True:
+                self._wake = trio.Event()
+                now = self._clock()
+                due = sorted(sid for sid, at in self._restart_at.items() if at <= now)
+                for sid in due:
+                    await self._observe_safely(sid)
+                    if self._restart_at.get(sid, math.inf) <= now:  # stale: never spin on it
+                        self._restart_at.pop(sid, None)
+                if due:
+                    continue
+                wait_s = min(self._restart_at.values(), default=math.inf) - now
+                with trio.move_on_after(wait_s):
+                    await self._wake.wait()
+        finally:
+            self._restarter_running = False
+
+    # --- the event watcher ------------------------------------------------------------------
+    def _servo_of(self, name: str) -> str | None:
+        prefix = container_name(self.node, "")
+        sid = name[len(prefix) :] if name.startswith(prefix) else None
+        return sid if sid in self._records else None
+
+    async def _observe_task(self, servo_id: str) -> None:
+        try:
+            while True:
+                self._observe_again.discard(servo_id)
+                await self._observe_safely(servo_id)
+                if servo_id not in self._observe_again:
+                    return
+        finally:
+            self._observing.discard(servo_id)
+
+    def _on_event(self, nursery: trio.Nursery, action: str, servo_id: str, detail: str) -> None:
+        if action == "oom":
+            self._oom_seen.add(servo_id)  # its `die` follows
+            return
+        if action == "health_status":
+            log.info("servo.health", servo=servo_id, status=detail)
+            return
+        # `die` or `start`: look at it. At most one look per servo at a time (bounded), and one
+        # more if something happened meanwhile, since the look may have come before it.
+        if servo_id in self._observing:
+            self._observe_again.add(servo_id)
+            return
+        self._observing.add(servo_id)
+        nursery.start_soon(self._observe_task, servo_id)
+
+    async def run_watcher(
+        self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Follow the engine's container events and act on exits within a second.
+
+        After each (re)subscription every live servo is looked at once, so an exit that fell
+        between two subscriptions is not missed. A broken stream is reopened after a short
+        backoff; reports started after the first attempt, whether the engine answered or not.
+        """
+        retry_s = WATCH_RETRY_MIN_S
+        started = False
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._run_restarts)
+            while True:
+                try:
+                    async with self.runtime.events(self.node) as stream:
+                        if not started:
+                            task_status.started()
+                            started = True
+                        retry_s = WATCH_RETRY_MIN_S
+                        for record in self.list_servos():
+                            if record.state in LIVE_STATES:
+                                self._on_event(nursery, "die", record.servo_id, "catch-up")
+                        async for event in stream:
+                            sid = self._servo_of(event.name)
+                            if sid is not None:
+                                self._on_event(nursery, event.action, sid, event.detail)
+                    log.warning("watch.ended", detail="the engine closed the event stream")
+                except HostError as exc:
+                    log.warning("watch.unavailable", detail=exc.detail, retry_s=retry_s)
+                if not started:
+                    task_status.started()
+                    started = True
+                await trio.sleep(retry_s)
+                retry_s = min(WATCH_RETRY_MAX_S, retry_s * 2)
 
     # --- reconciliation ---------------------------------------------------------------------
     async def reconcile(self) -> ReconcileReport:
+        """Make the engine match the store: every live servo looked at, orphans removed.
+
+        The first reconcile of this service is the boot one (see `_observe`)."""
         report = ReconcileReport()
+        boot = not self._reconciled
         wanted = {container_name(self.node, sid) for sid in self._records}
         for name in await self.runtime.list_managed(self.node):
             if name not in wanted:
                 await self.runtime.remove(name)
                 report.removed_orphans.append(name)
-        now = self._clock()
         for record in self.list_servos():
-            if record.state not in ("starting", "running"):
-                continue
-            report.checked += 1
-            sid = record.servo_id
-            name = container_name(self.node, sid)
-            async with self._lock(sid):
-                status = await self.runtime.status(name)
-                if status.state == "running":
-                    if record.state != "running":
-                        self._save(attrs.evolve(record, state="running"))
-                    continue
-                restarts, next_at = self._crashes.get(sid, (0, 0.0))
-                if now < next_at:
-                    report.backing_off.append(sid)
-                    continue
-                try:
-                    if status.state == "missing":
-                        await self._launch(record)
-                        report.recreated.append(sid)
-                    else:
-                        await self.runtime.start(name)
-                        report.restarted.append(sid)
-                    if restarts:
-                        delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**restarts)
-                        self._crashes[sid] = (restarts + 1, now + delay)
-                    else:
-                        self._crashes[sid] = (1, now + BACKOFF_BASE_S)
-                except HostError as exc:
-                    delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (restarts + 1))
-                    self._crashes[sid] = (restarts + 1, now + delay)
-                    report.failed.append(sid)
-                    log.warning("reconcile.failed", servo=sid, detail=exc.detail)
+            if record.state in LIVE_STATES:
+                await self._observe(record.servo_id, boot=boot, report=report)
+        self._reconciled = True
         if report.recreated or report.restarted or report.removed_orphans or report.failed:
             log.info(
                 "reconcile.done",
+                boot=boot,
                 checked=report.checked,
                 recreated=len(report.recreated),
                 restarted=len(report.restarted),
@@ -294,7 +685,7 @@ class HostService:
                 failed=len(report.failed),
             )
         else:
-            log.debug("reconcile.done", checked=report.checked)
+            log.debug("reconcile.done", boot=boot, checked=report.checked)
         return report
 
     async def run_reconciler(
@@ -302,15 +693,17 @@ class HostService:
         interval_s: float = RECONCILE_INTERVAL_S,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Reconcile once before reporting started (so a rebooted host is whole), then forever."""
-        try:
-            await self.reconcile()
-        except HostError as exc:
-            log.warning("reconcile.unavailable", detail=exc.detail)
-        task_status.started()
-        while True:
-            await trio.sleep(interval_s)
+        """Reconcile once before reporting started (so a rebooted host is whole), then slowly."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._run_restarts)
             try:
                 await self.reconcile()
             except HostError as exc:
                 log.warning("reconcile.unavailable", detail=exc.detail)
+            task_status.started()
+            while True:
+                await trio.sleep(interval_s)
+                try:
+                    await self.reconcile()
+                except HostError as exc:
+                    log.warning("reconcile.unavailable", detail=exc.detail)

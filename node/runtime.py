@@ -13,13 +13,25 @@ here, since a missing image or a full host on one agent says nothing about the n
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import attrs
 
-SERVO_STATES = ("starting", "running", "stopped", "failed")
+# The states of a servo; their transitions are the table in node/servo_lifecycle.py.
+SERVO_STATES = ("starting", "running", "restarting", "failed", "stopped")
+# Why a servo's container stopped: the OOM killer, a SIGKILL (exit 137) without OOM, any other
+# exit, or a restart the engine refused.
+EXIT_REASONS = ("exited", "oom", "killed", "start_failed")
 DEFAULT_USER = "10001"
+
+
+def iso_utc(ms: int) -> str:
+    """Milliseconds since the epoch as ISO-8601 UTC, e.g. `2026-11-25T10:00:00.000Z`."""
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class HostError(Exception):
@@ -57,6 +69,8 @@ class ServoSpec:
     command: tuple[str, ...] | None = None
     max_per_host: int = 1
     user: str = DEFAULT_USER
+    generation: int = 1  # the project's spec generation this servo runs
+    slot: int = 0  # its replica slot; (project, generation, slot) names it
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -70,6 +84,8 @@ class ServoSpec:
             "command": list(self.command) if self.command is not None else None,
             "max_per_host": self.max_per_host,
             "user": self.user,
+            "generation": self.generation,
+            "slot": self.slot,
         }
 
     @classmethod
@@ -86,6 +102,8 @@ class ServoSpec:
             command=tuple(str(c) for c in command) if command else None,
             max_per_host=int(raw.get("max_per_host", 1)),
             user=str(raw.get("user", DEFAULT_USER)),
+            generation=int(raw.get("generation", 1)),
+            slot=int(raw.get("slot", 0)),
         )
 
 
@@ -104,6 +122,25 @@ class Endpoint:
 
 
 @attrs.frozen
+class ExitInfo:
+    """How a servo's container last stopped without being asked to."""
+
+    code: int  # the container's exit code; -1 when it could not be started at all
+    reason: str = attrs.field(validator=attrs.validators.in_(EXIT_REASONS))
+    at_ms: int  # wall clock, ms since the epoch
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "reason": self.reason, "at": iso_utc(self.at_ms)}
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"code": self.code, "reason": self.reason, "at_ms": self.at_ms}
+
+    @classmethod
+    def from_wire(cls, raw: Mapping[str, Any]) -> ExitInfo:
+        return cls(int(raw["code"]), str(raw["reason"]), int(raw.get("at_ms", 0)))
+
+
+@attrs.frozen
 class ServoRecord:
     """A servo as its host knows it; `to_dict` is DESIGN.md's servo JSON."""
 
@@ -115,6 +152,9 @@ class ServoRecord:
     error: str | None = None
     fake: bool = False
     created_ms: int = 0
+    restarts: int = 0  # restarts in place since it was created (never reset, like the kubelet's)
+    last_exit: ExitInfo | None = None
+    running_since_ms: int = 0  # wall clock of its container's last start; 0 if it never ran
 
     @property
     def servo_id(self) -> str:
@@ -137,6 +177,11 @@ class ServoRecord:
             "endpoints": [e.to_dict() for e in self.endpoints],
             "memory_mb": self.spec.memory_mb,
             "millicpus": self.spec.millicpus,
+            "restarts": self.restarts,
+            "last_exit": self.last_exit.to_dict() if self.last_exit is not None else None,
+            "generation": self.spec.generation,
+            "slot": self.spec.slot,
+            "created_ms": self.created_ms,
         }
         if self.error:
             body["error"] = self.error
@@ -150,6 +195,20 @@ class ContainerStatus:
     state: str  # "running" | "exited" | "created" | "missing"
     exit_code: int | None = None
     detail: str = ""
+    oom_killed: bool = False  # the engine says the OOM killer ended it (Docker's State.OOMKilled)
+
+
+# The container events a host follows (Docker's names): `die` is an exit of any kind, `oom`
+# precedes the `die` of an OOM kill, `start` a (re)start, `health_status` a health check's verdict.
+CONTAINER_ACTIONS = ("die", "oom", "start", "health_status")
+
+
+@attrs.frozen
+class ContainerEvent:
+    name: str  # the container's name
+    action: str  # one of CONTAINER_ACTIONS
+    exit_code: int | None = None  # on `die`, when the engine tells it
+    detail: str = ""  # on `health_status`: "healthy" | "unhealthy" | "starting"
 
 
 class Runtime(Protocol):
@@ -159,7 +218,22 @@ class Runtime(Protocol):
 
     def close(self) -> None: ...
 
-    async def ensure_volume(self, name: str, labels: Mapping[str, str]) -> None: ...
+    async def ensure_volume(self, name: str, labels: Mapping[str, str]) -> bool:
+        """Create the volume unless it exists; true if this call created it."""
+        ...
+
+    async def volume_exists(self, name: str) -> bool: ...
+
+    async def volume_sizes(self, names: Sequence[str]) -> dict[str, int | None]:
+        """Bytes used by each named volume, None where the engine cannot tell (cheaply)."""
+        ...
+
+    def events(self, node: str) -> AbstractAsyncContextManager[AsyncIterator[ContainerEvent]]:
+        """Subscribe to this node's container events: subscribed once entered, closed on exit.
+
+        The stream ends (the iteration stops) if the engine drops it; the caller reconnects.
+        """
+        ...
 
     async def run(
         self,
@@ -185,4 +259,4 @@ class Runtime(Protocol):
         """Names of containers labelled as this node's."""
         ...
 
-    async def logs_tail(self, name: str) -> str: ...
+    async def logs_tail(self, name: str, lines: int = 20) -> str: ...

@@ -4,27 +4,73 @@ worker thread under a deadline.
 Engine errors are translated at this boundary (as httpx translates its transports'): an image
 that is not there, a command that cannot run, a name conflict become `ServoFailed` with the
 engine's message; a refused connection or a call past its deadline becomes `RuntimeUnavailable`.
+
+Containers are made with the SDK's low-level `APIClient` (create + start, two engine calls):
+the high-level `containers.run` adds an inspect, and pulls from a registry when the image is
+missing, which here only wastes time (no registry is reachable; images are built locally).
+
+The event stream (`GET /events`) is a blocking, endless HTTP response. It is read by one plain
+thread per subscription, on its own client, which hands each event to Trio through a bounded
+memory channel (`trio.from_thread.run`, so a slow consumer slows the reader rather than growing
+a queue). Leaving the subscription closes the response's socket, which ends the thread's read
+at once: no thread outlives the agent.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import attrs
 import trio
 
-from node.runtime import ContainerStatus, RuntimeUnavailable, ServoFailed, ServoSpec
+from node.logfmt import get_logger
+from node.runtime import (
+    CONTAINER_ACTIONS,
+    ContainerEvent,
+    ContainerStatus,
+    RuntimeUnavailable,
+    ServoFailed,
+    ServoSpec,
+)
+
+log = get_logger("node.runtime_docker")
 
 T = TypeVar("T")
 PIDS_LIMIT = 256
 ENGINE_TIMEOUT_S = 30.0
+LOG_MAX_SIZE = "10m"  # bounded logs: json-file, 3 files of 10 MB per container
+LOG_MAX_FILES = "3"
+EVENT_BUFFER = 256  # events in flight between the reader thread and Trio
+VOLUME_SIZES_TIMEOUT_S = 10.0  # `docker system df` walks every volume; never wait longer
+VOLUME_SIZES_CACHE_S = 60.0  # and never ask more than once a minute
+THREAD_JOIN_S = 2.0
 
 
 def _engine_message(exc: BaseException) -> str:
     explanation = getattr(exc, "explanation", None)
     return str(explanation or exc).strip()
+
+
+def parse_event(raw: Mapping[str, Any]) -> ContainerEvent | None:
+    """A Docker event (`/events` JSON) as a ContainerEvent, or None if it is not one we follow."""
+    if raw.get("Type", "container") != "container":
+        return None
+    action = str(raw.get("Action") or raw.get("status") or "")
+    action, _, detail = action.partition(":")
+    if action not in CONTAINER_ACTIONS:
+        return None
+    attributes = (raw.get("Actor") or {}).get("Attributes") or {}
+    name = attributes.get("name")
+    if not isinstance(name, str) or not name:
+        return None
+    exit_code: int | None = None
+    with contextlib.suppress(KeyError, TypeError, ValueError):
+        exit_code = int(attributes["exitCode"])
+    return ContainerEvent(name, action, exit_code, detail.strip())
 
 
 @attrs.define
@@ -34,44 +80,45 @@ class DockerRuntime:
     extra_labels: Mapping[str, str] = attrs.field(factory=dict)
     fake: bool = False
     _client: Any = None
+    _sizes: tuple[float, dict[str, int | None]] | None = None  # (taken at, sizes) cache
+
+    def _new_client(self) -> Any:
+        import docker
+
+        try:
+            if self.base_url:
+                return docker.DockerClient(base_url=self.base_url, timeout=int(self.timeout_s))
+            return docker.from_env(timeout=int(self.timeout_s))
+        except Exception as exc:
+            raise RuntimeUnavailable(f"Docker Engine unreachable: {_engine_message(exc)}") from None
 
     def _docker(self) -> Any:
         if self._client is None:
-            import docker
-
-            try:
-                if self.base_url:
-                    self._client = docker.DockerClient(
-                        base_url=self.base_url, timeout=int(self.timeout_s)
-                    )
-                else:
-                    self._client = docker.from_env(timeout=int(self.timeout_s))
-            except Exception as exc:
-                raise RuntimeUnavailable(
-                    f"Docker Engine unreachable: {_engine_message(exc)}"
-                ) from None
+            self._client = self._new_client()
         return self._client
 
-    async def _call(self, what: str, fn: Callable[[], T]) -> T:
+    def _api(self) -> Any:
+        return self._docker().api
+
+    async def _call(self, what: str, fn: Callable[[], T], timeout_s: float | None = None) -> T:
         import docker.errors
         import requests.exceptions
 
-        def guarded() -> T:
-            return fn()
-
+        deadline_s = self.timeout_s if timeout_s is None else timeout_s
         try:
-            with trio.fail_after(self.timeout_s):
-                return await trio.to_thread.run_sync(guarded, abandon_on_cancel=True)
+            with trio.fail_after(deadline_s):
+                return await trio.to_thread.run_sync(fn, abandon_on_cancel=True)
         except trio.TooSlowError:
             raise RuntimeUnavailable(
-                f"Docker Engine did not answer {what} within {self.timeout_s:.0f} s"
+                f"Docker Engine did not answer {what} within {deadline_s:.0f} s"
             ) from None
         except docker.errors.ImageNotFound as exc:
             raise ServoFailed(_engine_message(exc), "image_missing") from None
         except docker.errors.NotFound as exc:
             raise ServoFailed(_engine_message(exc), "missing") from None
         except docker.errors.APIError as exc:
-            raise ServoFailed(_engine_message(exc), "engine_error") from None
+            reason = "conflict" if exc.status_code == 409 else "engine_error"
+            raise ServoFailed(_engine_message(exc), reason) from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             raise RuntimeUnavailable(f"Docker Engine unreachable: {exc}") from None
         except docker.errors.DockerException as exc:
@@ -82,20 +129,72 @@ class DockerRuntime:
             self._client.close()
             self._client = None
 
-    async def ensure_volume(self, name: str, labels: Mapping[str, str]) -> None:
+    # --- volumes ----------------------------------------------------------------------------
+    async def ensure_volume(self, name: str, labels: Mapping[str, str]) -> bool:
         all_labels = {**labels, **self.extra_labels}
 
-        def create() -> None:
+        def create() -> bool:
             import docker.errors
 
-            client = self._docker()
+            api = self._api()
             try:
-                client.volumes.get(name)
+                api.inspect_volume(name)
+                return False
             except docker.errors.NotFound:
-                client.volumes.create(name=name, labels=all_labels)
+                api.create_volume(name=name, labels=all_labels)
+                return True
 
-        await self._call("volume create", create)
+        return await self._call("volume create", create)
 
+    async def volume_exists(self, name: str) -> bool:
+        def exists() -> bool:
+            import docker.errors
+
+            try:
+                self._api().inspect_volume(name)
+                return True
+            except docker.errors.NotFound:
+                return False
+
+        return await self._call("volume inspect", exists)
+
+    async def volume_sizes(self, names: Sequence[str]) -> dict[str, int | None]:
+        """Sizes from the engine's disk-usage report (`docker system df -v`), cached a minute.
+
+        The report walks every volume, so it is bounded by a deadline and asked rarely; a volume
+        it does not measure (size -1) or a report that does not come in time is None.
+        """
+        now = trio.current_time()
+        if self._sizes is None or now - self._sizes[0] > VOLUME_SIZES_CACHE_S:
+
+            def df() -> dict[str, int | None]:
+                sizes: dict[str, int | None] = {}
+                for v in self._api().df().get("Volumes") or []:
+                    size = (v.get("UsageData") or {}).get("Size")
+                    sizes[str(v.get("Name"))] = (
+                        int(size) if isinstance(size, int) and size >= 0 else None
+                    )
+                return sizes
+
+            try:
+                self._sizes = (now, await self._call("df", df, VOLUME_SIZES_TIMEOUT_S))
+            except (ServoFailed, RuntimeUnavailable) as exc:
+                log.warning("volume_sizes.unavailable", detail=exc.detail)
+                return dict.fromkeys(names)
+        known = self._sizes[1]
+        return {n: known.get(n) for n in names}
+
+    async def remove_volume(self, name: str) -> None:
+        def rm() -> None:
+            import docker.errors
+
+            with contextlib.suppress(docker.errors.NotFound):
+                self._api().remove_volume(name, force=True)
+
+        await self._call("volume remove", rm)
+        self._sizes = None
+
+    # --- containers -------------------------------------------------------------------------
     async def run(
         self,
         name: str,
@@ -105,26 +204,37 @@ class DockerRuntime:
         host_ports: tuple[tuple[int, int], ...],
         labels: Mapping[str, str],
     ) -> None:
+        from docker.types import LogConfig
+
         env = {**dict(spec.env), "SHOAL_PROJECT": spec.project, "SHOAL_SERVO": spec.servo_id}
-        kwargs: dict[str, Any] = {
-            "name": name,
-            "detach": True,
-            "labels": {**labels, **self.extra_labels},
-            "environment": env,
-            "user": spec.user,
-            "mem_limit": f"{spec.memory_mb}m",
-            "nano_cpus": spec.millicpus * 1_000_000,
-            "pids_limit": PIDS_LIMIT,
-            "security_opt": ["no-new-privileges"],
-            "cap_drop": ["ALL"],
-            "ports": {f"{c}/tcp": (host_addr, h) for c, h in host_ports},
-            "volumes": {volume: {"bind": "/data", "mode": "rw"}},
-        }
-        if spec.command:
-            kwargs["command"] = list(spec.command)
 
         def create_and_start() -> None:
-            self._docker().containers.run(spec.image, **kwargs)
+            api = self._api()
+            host_config = api.create_host_config(
+                binds={volume: {"bind": "/data", "mode": "rw"}},
+                port_bindings={f"{c}/tcp": (host_addr, h) for c, h in host_ports},
+                mem_limit=f"{spec.memory_mb}m",
+                nano_cpus=spec.millicpus * 1_000_000,
+                pids_limit=PIDS_LIMIT,
+                security_opt=["no-new-privileges"],
+                cap_drop=["ALL"],
+                log_config=LogConfig(
+                    type="json-file", config={"max-size": LOG_MAX_SIZE, "max-file": LOG_MAX_FILES}
+                ),
+            )
+            created = api.create_container(
+                spec.image,
+                command=list(spec.command) if spec.command else None,
+                name=name,
+                user=spec.user,
+                detach=True,
+                ports=[f"{c}/tcp" for c, _ in host_ports],
+                environment=env,
+                labels={**labels, **self.extra_labels},
+                host_config=host_config,
+                use_config_proxy=False,
+            )
+            api.start(created["Id"])
 
         await self._call("container run", create_and_start)
 
@@ -133,52 +243,96 @@ class DockerRuntime:
             import docker.errors
 
             try:
-                c = self._docker().containers.get(name)
+                info = self._api().inspect_container(name)
             except docker.errors.NotFound:
                 return ContainerStatus("missing")
-            st = c.attrs.get("State", {})
-            state = "running" if st.get("Running") else str(c.status)
-            return ContainerStatus(state, st.get("ExitCode"), str(st.get("Error") or ""))
+            st = info.get("State") or {}
+            state = "running" if st.get("Running") else str(st.get("Status") or "exited")
+            return ContainerStatus(
+                state, st.get("ExitCode"), str(st.get("Error") or ""), bool(st.get("OOMKilled"))
+            )
 
         return await self._call("inspect", inspect)
 
     async def start(self, name: str) -> None:
-        await self._call("start", lambda: self._docker().containers.get(name).start())
+        await self._call("start", lambda: self._api().start(name))
 
     async def stop(self, name: str) -> None:
-        await self._call("stop", lambda: self._docker().containers.get(name).stop(timeout=5))
+        await self._call("stop", lambda: self._api().stop(name, timeout=5))
 
     async def remove(self, name: str) -> None:
         def rm() -> None:
             import docker.errors
 
             with contextlib.suppress(docker.errors.NotFound):
-                self._docker().containers.get(name).remove(force=True)
+                self._api().remove_container(name, force=True)
 
         await self._call("remove", rm)
-
-    async def remove_volume(self, name: str) -> None:
-        def rm() -> None:
-            import docker.errors
-
-            with contextlib.suppress(docker.errors.NotFound):
-                self._docker().volumes.get(name).remove(force=True)
-
-        await self._call("volume remove", rm)
 
     async def list_managed(self, node: str) -> list[str]:
         def ls() -> list[str]:
             flt = {"label": f"shoal.node={node}"}
-            return sorted(c.name for c in self._docker().containers.list(all=True, filters=flt))
+            found = self._api().containers(all=True, filters=flt)
+            return sorted(str(c["Names"][0]).lstrip("/") for c in found if c.get("Names"))
 
         return await self._call("list", ls)
 
-    async def logs_tail(self, name: str) -> str:
+    async def logs_tail(self, name: str, lines: int = 20) -> str:
         def logs() -> str:
-            raw = self._docker().containers.get(name).logs(tail=5)
+            raw = self._api().logs(name, tail=max(1, min(lines, 1000)))
             return raw.decode(errors="replace").strip() if isinstance(raw, bytes) else str(raw)
 
         try:
             return await self._call("logs", logs)
         except (ServoFailed, RuntimeUnavailable):
             return ""
+
+    # --- events -----------------------------------------------------------------------------
+    @asynccontextmanager
+    async def events(self, node: str) -> AsyncIterator[AsyncIterator[ContainerEvent]]:
+        """This node's container events. Subscribed when entered; the stream ends if the engine
+        drops it. Leaving closes the response, which ends the reader thread's blocking read."""
+        filters = {
+            "type": ["container"],
+            "label": [f"shoal.node={node}"],
+            "event": list(CONTAINER_ACTIONS),
+        }
+        client = await self._call("events client", self._new_client)
+        try:
+            stream = await self._call(
+                "events", lambda: client.api.events(decode=True, filters=filters)
+            )
+        except BaseException:
+            client.close()
+            raise
+        send, recv = trio.open_memory_channel[ContainerEvent](EVENT_BUFFER)
+        token = trio.lowlevel.current_trio_token()
+        closing = threading.Event()
+
+        def pump() -> None:
+            try:
+                for raw in stream:
+                    event = parse_event(raw) if isinstance(raw, dict) else None
+                    if event is not None:
+                        trio.from_thread.run(send.send, event, trio_token=token)
+            except (trio.RunFinishedError, trio.BrokenResourceError, trio.ClosedResourceError):
+                return  # the subscriber is gone
+            except Exception as exc:  # the engine went away mid-read: the stream just ends
+                if not closing.is_set():
+                    log.warning("events.broken", detail=_engine_message(exc))
+            with contextlib.suppress(trio.RunFinishedError, trio.Cancelled):
+                trio.from_thread.run_sync(send.close, trio_token=token)
+
+        reader = threading.Thread(target=pump, name=f"docker-events-{node}", daemon=True)
+        reader.start()
+        try:
+            async with recv:
+                yield recv
+        finally:
+            closing.set()
+            with contextlib.suppress(Exception):
+                stream.close()  # shuts the socket down: the reader's read returns at once
+            with contextlib.suppress(Exception):
+                client.close()
+            with trio.move_on_after(THREAD_JOIN_S, shield=True):
+                await trio.to_thread.run_sync(reader.join, abandon_on_cancel=True)

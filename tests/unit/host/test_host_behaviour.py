@@ -105,29 +105,40 @@ async def test_concurrent_creates_never_over_commit(make_host: Factory) -> None:
     assert host.capacity_snapshot()["memory_free_mb"] == 36
 
 
-@pytest.mark.parametrize(
-    ("bad", "reason"),
-    [
-        ({"image": "missing/nothing:here"}, "image_missing"),
-        ({"command": ("false",)}, "exited"),
-    ],
-)
-async def test_failures_leave_no_orphan_and_no_reservation(
-    make_host: Factory, bad: dict[str, Any], reason: str
+@pytest.mark.parametrize("kept_before", [False, True])
+async def test_failed_create_leaves_nothing_but_a_volume_that_was_there(
+    make_host: Factory, kept_before: bool
 ) -> None:
+    """A create the engine refuses was never acknowledged: no record, no container, no
+    reservation, and no volume unless it existed before this attempt (then it is data)."""
     host = make_host()
-    if bad.get("image", "").startswith("missing/") and not host.runtime.fake:
-        bad = {"image": f"shoal-no-such-image-{RUN_ID}:x"}
+    image = "missing/nothing:here" if host.runtime.fake else f"shoal-no-such-image-{RUN_ID}:x"
+    volume = volume_name(host.node, "f1")
+    if kept_before:
+        await host.runtime.ensure_volume(volume, {"shoal.node": host.node})
     with pytest.raises(ServoFailed) as exc:
-        await host.create_servo(spec("f1", **bad))
-    if host.runtime.fake:
-        assert exc.value.reason == reason
+        await host.create_servo(spec("f1", image=image))
+    assert exc.value.reason == "image_missing"
     assert exc.value.retry_elsewhere
-    record = host.get("f1")
-    assert record is not None and record.state == "failed" and record.error
+    assert host.get("f1") is None and host.store.get("f1") is None
     assert host.capacity_snapshot()["memory_free_mb"] == 1024
     assert (await host.runtime.status(container_name(host.node, "f1"))).state == "missing"
     assert await host.runtime.list_managed(host.node) == []
+    assert await host.runtime.volume_exists(volume) is kept_before
+    if kept_before:
+        await host.runtime.remove_volume(volume)
+
+
+async def test_a_container_that_exits_at_once_is_created_then_restarted(
+    make_host: Factory,
+) -> None:
+    """No start-up sleep: create answers when the engine says started; the exit that follows
+    is the watcher's business (it restarts it with backoff), not a create failure."""
+    host = make_host()
+    cmd = ("false",) if host.runtime.fake else ("sh", "-c", "exit 1")
+    record = await host.create_servo(spec("x1", command=cmd))
+    assert record.state == "running" and record.restarts == 0
+    assert (await host.create_servo(spec("x1", command=cmd))).servo_id == "x1"  # same request
 
 
 async def test_reconcile_recreates_missing_and_removes_orphans(make_host: Factory) -> None:
@@ -172,7 +183,6 @@ async def test_engine_unreachable_is_reported_and_releases(tmp_path: Path) -> No
         with pytest.raises(RuntimeUnavailable):
             await host.create_servo(spec("u1"))
         assert host.capacity_snapshot()["memory_free_mb"] == 512
-        record = host.get("u1")
-        assert record is not None and record.state == "failed"
+        assert host.get("u1") is None  # never acknowledged, so not kept
     finally:
         host.close()
