@@ -32,7 +32,7 @@ image:
 	fi
 
 run: $(STAMP) image
-	$(BIN)/python -m node.demo
+	$(BIN)/python -m api.demo
 
 test: $(STAMP) image
 	$(BIN)/python -m pytest -q

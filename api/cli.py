@@ -31,7 +31,46 @@ def _agent_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--cluster-key-file", type=Path)
     p.add_argument("--api-token", default=os.environ.get("SHOAL_API_TOKEN"))
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    p.add_argument("--drain", action="store_true", help="move servos off before leaving")
+    p.add_argument(
+        "--drain", action="store_true", help="on stop, move servos off first (implies leaving)"
+    )
+    p.add_argument(
+        "--leave-on-stop",
+        action="store_true",
+        help="on stop, leave the cluster (peers replace this agent's servos at once); "
+        "by default a stop is a restart: peers wait --restart-grace first",
+    )
+    p.add_argument(
+        "--restart-grace",
+        type=_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long peers hold the servos of an agent that stopped gracefully "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--volume-retention",
+        type=_seconds,
+        default=7 * 24 * 3600.0,
+        metavar="DURATION",
+        help="how long a removed servo's volume is kept before it is pruned: seconds, or "
+        "with a unit (30m, 12h, 7d; default: 7d)",
+    )
+
+
+def _seconds(text: str) -> float:
+    """A duration: plain seconds, or a number with s/m/h/d."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    raw = text.strip().lower()
+    scale = units.get(raw[-1:])
+    number = raw[:-1] if scale is not None else raw
+    try:
+        value = float(number) * (scale or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 90, 30m, 7d)") from None
+    if not 0 <= value < 10 * 365 * 86400:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range")
+    return value
 
 
 def _client_parent() -> argparse.ArgumentParser:
@@ -78,6 +117,27 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("replicas", type=int)
     dr = sub.add_parser("drain", parents=[client], help="move every servo off an agent")
     dr.add_argument("node")
+    ud = sub.add_parser("undrain", parents=[client], help="let a drained agent take servos again")
+    ud.add_argument("node")
+    lv = sub.add_parser(
+        "leave", parents=[client], help="drain an agent, take it out of the cluster and stop it"
+    )
+    lv.add_argument("node")
+    vo = sub.add_parser(
+        "volumes",
+        parents=[client],
+        help="list the volumes kept after their servos were removed (or `volumes prune`)",
+    )
+    vo.add_argument("action", nargs="?", choices=["list", "prune"], default="list")
+    vo.add_argument("--node", default=None, help="only this agent")
+    vo.add_argument("--project", default=None, help="prune: only this project's volumes")
+    vo.add_argument(
+        "--older-than",
+        type=_seconds,
+        default=None,
+        metavar="DURATION",
+        help="prune: only volumes kept longer than this (e.g. 12h, 7d)",
+    )
     sm = sub.add_parser("sim", help="run the region-outage simulator")
     sm.add_argument("args", nargs=argparse.REMAINDER)
     return parser
@@ -103,6 +163,9 @@ def _config_from_args(args: argparse.Namespace) -> AgentConfig:
         api_token=args.api_token,
         log_level=args.log_level,
         drain=args.drain,
+        leave_on_stop=args.leave_on_stop,
+        restart_grace_s=args.restart_grace,
+        volume_retention_s=args.volume_retention,
     )
 
 
@@ -116,9 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "agent":
+            from api.server import serve_api
             from node.agent import main as agent_main
 
-            return agent_main(_config_from_args(args))
+            return agent_main(_config_from_args(args), serve_api)
         if args.command == "keygen":
             key = keygen()
             if args.out:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
@@ -94,3 +95,24 @@ class ShoalClient:
 
     def drain(self, node: str) -> Any:
         return self.request("POST", f"/v1/members/{node}/drain")
+
+    def undrain(self, node: str) -> Any:
+        return self.request("POST", f"/v1/members/{node}/undrain")
+
+    def leave(self, node: str) -> Any:
+        return self.request("POST", f"/v1/members/{node}/leave")
+
+    def logs(self, name: str, servo: str | None = None, tail: int = 50) -> Any:
+        params: dict[str, Any] = {"tail": tail}
+        if servo:
+            params["servo"] = servo
+        return self.request("GET", f"/v1/projects/{name}/logs?{urlencode(params)}")
+
+    def volumes(self, node: str | None = None) -> Any:
+        return self.request("GET", "/v1/volumes" + (f"?node={node}" if node else ""))
+
+    def prune_volumes(
+        self, node: str | None = None, project: str | None = None, older_than_s: float | None = None
+    ) -> Any:
+        body = {"node": node, "project": project, "older_than_s": older_than_s}
+        return self.request("POST", "/v1/volumes/prune", json=body)

@@ -14,7 +14,14 @@ from rich.console import Console
 from rich.table import Table
 
 from api.client import ClientError, ShoalClient
-from api.render import members_table, print_deploy, projects_table, servos_table
+from api.render import (
+    members_table,
+    print_deploy,
+    print_status,
+    projects_table,
+    servos_table,
+    volumes_table,
+)
 
 DEPLOY_WAIT_S = 120.0
 
@@ -87,7 +94,16 @@ def run_client_command(args: argparse.Namespace) -> int:
                 render = projects_table
             elif cmd == "status":
                 result = client.project(args.project)
-                render = servos_table
+                if not args.json:
+                    failed = [s for s in result["servos"] if s["state"] == "failed"]
+                    logs = [
+                        item
+                        for s in failed
+                        for item in client.logs(args.project, s["id"], 20)["servos"]
+                    ]
+                    print_status(console, result, logs)
+                    return 0
+                render = None
             elif cmd == "scale":
                 result = client.scale(args.project, args.replicas)
                 render = servos_table
@@ -103,6 +119,19 @@ def run_client_command(args: argparse.Namespace) -> int:
             elif cmd == "drain":
                 result = client.drain(args.node)
                 render = None
+            elif cmd == "undrain":
+                result = client.undrain(args.node)
+                render = None
+            elif cmd == "leave":
+                result = client.leave(args.node)
+                render = None
+            elif cmd == "volumes":
+                if args.action == "prune":
+                    result = client.prune_volumes(args.node, args.project, args.older_than)
+                    render = None
+                else:
+                    result = client.volumes(args.node)
+                    render = volumes_table
             else:  # pragma: no cover - argparse restricts the choices
                 raise ClientError(f"unknown command {cmd}")
     except ClientError as exc:

@@ -98,3 +98,13 @@ class ProjectSpecIn(BaseModel):
 class ScaleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     replicas: int = Field(ge=0, le=MAX_REPLICAS)
+
+
+class PruneIn(BaseModel):
+    """`POST /v1/volumes/prune`: which kept volumes to delete (all of them when nothing is
+    given: the caller asked for it explicitly)."""
+
+    model_config = ConfigDict(extra="forbid")
+    node: str | None = Field(default=None, max_length=253)
+    project: str | None = Field(default=None, max_length=63)
+    older_than_s: float | None = Field(default=None, ge=0, le=10 * 365 * 86400)

@@ -13,6 +13,7 @@ STATUS_STYLE = {
     "alive": "green",
     "running": "green",
     "starting": "yellow",
+    "restarting": "yellow",
     "suspect": "yellow",
     "draining": "yellow",
     "stopped": "blue",
@@ -83,9 +84,16 @@ def projects_table(projects: list[dict[str, Any]]) -> Table:
     return table
 
 
+def last_exit_text(exit_: dict[str, Any] | None) -> str:
+    if not exit_:
+        return "-"
+    return f"{exit_['reason']} {exit_['code']} at {str(exit_['at'])[11:19]}"
+
+
 def servos_table(project: dict[str, Any]) -> Table:
-    table = Table(title=f"servos of {project['name']}", title_justify="left")
-    for col in ("servo", "node", "state", "endpoints"):
+    gen = project.get("generation", project.get("spec", {}).get("generation", ""))
+    table = Table(title=f"servos of {project['name']} (generation {gen})", title_justify="left")
+    for col in ("servo", "node", "state", "gen", "restarts", "last exit", "endpoints"):
         table.add_column(col)
     for s in project["servos"]:
         eps = ", ".join(
@@ -96,7 +104,44 @@ def servos_table(project: dict[str, Any]) -> Table:
             state.append(f" (node {s['node_status']})", style="red")
         if s.get("fake"):
             state.append(" [fake runtime]", style="grey50")
-        table.add_row(s["id"], s["node"], state, eps or "-")
+        table.add_row(
+            s["id"],
+            s["node"],
+            state,
+            str(s.get("generation", "")),
+            str(s.get("restarts", 0)),
+            last_exit_text(s.get("last_exit")),
+            eps or "-",
+        )
+    return table
+
+
+def print_status(console: Console, project: dict[str, Any], logs: list[dict[str, Any]]) -> None:
+    """A project's servos, then the last log lines of each failed one (why it failed)."""
+    console.print(servos_table(project))
+    for item in logs:
+        console.print(f"[red]{item['servo']}[/red] on {item['node']} failed; last log lines:")
+        text = str(item.get("logs") or "").rstrip() or "(no output)"
+        for line in text.splitlines()[-20:]:
+            console.print(f"  {line}", markup=False, highlight=False)
+
+
+def volumes_table(body: dict[str, Any]) -> Table:
+    table = Table(title="kept volumes", title_justify="left")
+    for col in ("node", "project", "servo", "size", "since", "volume"):
+        table.add_column(col)
+    for v in body.get("volumes", []):
+        size = v.get("size_bytes")
+        table.add_row(
+            str(v.get("node", "")),
+            str(v.get("project", "")),
+            str(v.get("servo", "")),
+            "?" if size is None else f"{int(size) / 1e6:.1f} MB",
+            str(v.get("since", ""))[:19],
+            str(v.get("volume", "")),
+        )
+    if body.get("unreachable"):
+        table.caption = "not answering: " + ", ".join(body["unreachable"])
     return table
 
 

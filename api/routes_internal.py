@@ -1,5 +1,5 @@
 """Agent-to-agent routes under `/internal/`: every request must carry a valid cluster-key
-signature (see `api.internal_auth`); anything else is a 401 and never reaches the host."""
+signature (see `node.internal_auth`); anything else is a 401 and never reaches the host."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from api.errors import ApiError, error_body
-from api.internal_auth import HEADER, verify
-from node.context import AgentContext, wall_ms
+from node.context import AgentContext
+from node.internal_auth import HEADER, verify
 from node.logfmt import get_logger
+from node.membership import wall_ms
 from node.runtime import AdmissionRefused, HostError, ServoFailed, ServoSpec
 
 log = get_logger("api.internal")
@@ -46,28 +47,32 @@ def install_internal_routes(app: FastAPI, ctx: AgentContext) -> None:
                 return JSONResponse(error_body("unauthorized", problem), status_code=401)
         return await call_next(request)
 
-    @router.get("/state")
-    async def state() -> dict[str, Any]:
+    def state() -> dict[str, Any]:
         return {
             "name": ctx.name,
             "capacity": ctx.host.capacity_snapshot(),
             "servos": ctx.host.servo_records(),
         }
 
+    router.add_api_route("/state", state, methods=["GET"])
+
     @router.post("/servos")
     async def create_servo(request: Request) -> JSONResponse:
         body = await request.json()
         spec = _spec_from_wire(body.get("spec") if isinstance(body, dict) else None)
-        if ctx.draining:
+        if ctx.draining and ctx.host.get(spec.servo_id) is None:
             return JSONResponse(
-                error_body("refused", "this agent is draining", reason="draining"), status_code=409
+                error_body("refused", "this agent is draining", reason="draining", state=state()),
+                status_code=409,
             )
         key = body.get("idempotency_key")
         try:
             record = await ctx.host.create_servo(spec, idempotency_key=key)
         except AdmissionRefused as exc:
+            # the placer's view was stale: send it the truth for its next try
             return JSONResponse(
-                error_body("refused", exc.detail, reason=exc.reason), status_code=409
+                error_body("refused", exc.detail, reason=exc.reason, state=state()),
+                status_code=409,
             )
         except ServoFailed as exc:
             return JSONResponse(error_body("servo_failed", exc.detail, reason=exc.reason), 503)
@@ -83,6 +88,8 @@ def install_internal_routes(app: FastAPI, ctx: AgentContext) -> None:
         try:
             if action == "stop":
                 await ctx.host.stop_servo(servo_id)
+            elif action == "remove":
+                await ctx.host.remove_servo(servo_id)
             elif action == "start":
                 await ctx.host.start_servo(servo_id)
             elif action == "destroy":
@@ -108,11 +115,46 @@ def install_internal_routes(app: FastAPI, ctx: AgentContext) -> None:
         entries = body.get("entries") if isinstance(body, dict) else None
         if not isinstance(entries, list):
             raise ApiError(422, "invalid_request", "entries must be a list")
-        return {"merged": ctx.merge_entries(entries)}
+        return {"merged": ctx.specs.merge(entries)}
+
+    @router.get("/servos/{servo_id}/logs/{tail}")
+    async def servo_logs(servo_id: str, tail: int) -> dict[str, Any]:
+        if ctx.host.get(servo_id) is None:
+            raise ApiError(404, "not_found", f"no servo {servo_id} on {ctx.name}")
+        return {
+            "servo": servo_id,
+            "logs": await ctx.host.logs_tail(servo_id, max(1, min(tail, 10_000))),
+        }
+
+    @router.get("/volumes")
+    async def volumes() -> dict[str, Any]:
+        return {"volumes": await ctx.host.kept_volumes()}
+
+    @router.post("/volumes/prune")
+    async def prune(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise ApiError(422, "invalid_request", "body must be an object")
+        project = body.get("project")
+        older = body.get("older_than_s")
+        if project is not None and not isinstance(project, str):
+            raise ApiError(422, "invalid_request", "project must be a string")
+        if older is not None and (not isinstance(older, int | float) or older < 0):
+            raise ApiError(422, "invalid_request", "older_than_s must be a number >= 0")
+        pruned = await ctx.host.prune_volumes(project=project, older_than_s=older)
+        return {"pruned": pruned}
 
     @router.post("/drain")
     async def drain() -> dict[str, Any]:
-        moved = await ctx.drain()
-        return {"ok": True, "node": ctx.name, "moved": moved}
+        return {"ok": True, "node": ctx.name, **await ctx.drainer.drain()}
+
+    @router.post("/undrain")
+    async def undrain() -> dict[str, Any]:
+        ctx.drainer.undrain()
+        return {"ok": True, "node": ctx.name, "draining": False}
+
+    @router.post("/leave")
+    async def leave() -> dict[str, Any]:
+        return await ctx.leave()
 
     app.include_router(router)

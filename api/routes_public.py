@@ -9,17 +9,15 @@ import hmac
 import json
 from typing import Annotated, Any
 
-import attrs
-import trio
-from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.errors import ApiError
-from api.models import ProjectSpecIn, ScaleIn, check_project_name
-from node.cluster import servos_of
+from api.models import ProjectSpecIn, PruneIn, ScaleIn, check_project_name
 from node.context import AgentContext
-from node.deployer import Outcome
+from node.executor import Outcome
 from node.peers import PeerError
+from node.project_service import NotFound
 from node.projects import Project
 
 
@@ -43,31 +41,13 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
 
     mutating = [Depends(require_token)]
     router = APIRouter(prefix="/v1")
-
-    def project_json(project: Project, outcome: Outcome | None = None) -> dict[str, Any]:
-        peers = ctx.deployer.peers()
-        status = {p.name: p.status for p in peers}
-        runtime = {p.name: p.runtime for p in peers}
-        # a deploy's own outcome is fresher than gossip, which lags it by a moment
-        listed = outcome.servos if outcome is not None else servos_of(project.name, peers)
-        servos = []
-        for s in listed:
-            item = s.to_dict()
-            item["node_status"] = status.get(s.node, "unknown")
-            if runtime.get(s.node) == "fake":
-                item["fake"] = True  # DESIGN.md: the fake runtime says so wherever it shows
-            servos.append(item)
-        body: dict[str, Any] = {"name": project.name, "spec": project.to_wire(), "servos": servos}
-        if outcome is not None:
-            body["deploy"] = outcome.to_dict()
-            body["complete"] = outcome.missing == 0
-        return body
+    service = ctx.projects
 
     def get_project(name: str) -> Project:
-        entry = ctx.registry.get(_name(name))
-        if entry is None or entry.project is None:
-            raise ApiError(404, "not_found", f"no project named {name!r}")
-        return entry.project
+        try:
+            return service.get(_name(name))
+        except NotFound as exc:
+            raise ApiError(404, "not_found", str(exc)) from None
 
     async def idempotent(request: Request, key: str | None, work: Any) -> Response:
         """Replay the stored answer of an operation already done under this key."""
@@ -86,6 +66,11 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
             ctx.registry.remember(scoped, status, json.dumps(result))
         return JSONResponse(result, status_code=status)
 
+    def deployed(project: Project, outcome: Outcome) -> tuple[int, dict[str, Any]]:
+        ctx.metrics.deploys.labels("complete" if outcome.missing == 0 else "partial").inc()
+        ctx.publish_meta()
+        return 200, service.view(project, outcome)
+
     @router.get("/health")
     async def health() -> dict[str, Any]:
         return {
@@ -93,7 +78,7 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
             "name": ctx.name,
             "region": ctx.config.region,
             "runtime": ctx.config.runtime,
-            "members": dict(ctx.members_by_status()),
+            "members": dict(ctx.membership.members_by_status()),
         }
 
     @router.get("/members")
@@ -102,22 +87,21 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
 
     @router.get("/projects")
     async def list_projects() -> list[dict[str, Any]]:
-        return [project_json(p) for p in ctx.registry.live()]
+        return service.list_all()
 
     @router.get("/projects/{name}")
     async def show_project(name: str) -> dict[str, Any]:
-        return project_json(get_project(name))
+        return service.view(get_project(name))
 
-    async def deploy(project: Project) -> tuple[int, dict[str, Any]]:
-        entry = ctx.registry.get(project.name)
-        if entry is None or entry.project != project:
-            written = ctx.write_project(project.name, project)
-            await ctx.push_entry(written)
-        outcome = await ctx.deployer.converge(project)
-        complete = outcome.missing == 0
-        ctx.metrics.deploys.labels("complete" if complete else "partial").inc()
-        ctx.publish_meta()
-        return 200, project_json(project, outcome)
+    @router.get("/projects/{name}/logs")
+    async def project_logs(
+        name: str, servo: str | None = None, tail: Annotated[int, Query(ge=1, le=10_000)] = 50
+    ) -> dict[str, Any]:
+        get_project(name)
+        try:
+            return {"project": name, "servos": await service.logs(name, servo, tail)}
+        except NotFound as exc:
+            raise ApiError(404, "not_found", str(exc)) from None
 
     @router.put("/projects/{name}", dependencies=mutating)
     async def put_project(
@@ -127,7 +111,11 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
         idempotency_key: Annotated[str | None, Header()] = None,
     ) -> Response:
         project = spec.to_project(_name(name))
-        return await idempotent(request, idempotency_key, lambda: deploy(project))
+
+        async def work() -> tuple[int, dict[str, Any]]:
+            return deployed(*await service.deploy(project))
+
+        return await idempotent(request, idempotency_key, work)
 
     @router.post("/projects/{name}/scale", dependencies=mutating)
     async def scale(
@@ -136,20 +124,21 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
         request: Request,
         idempotency_key: Annotated[str | None, Header()] = None,
     ) -> Response:
-        project = attrs.evolve(get_project(name), replicas=body.replicas)
-        return await idempotent(request, idempotency_key, lambda: deploy(project))
+        get_project(name)
+
+        async def work() -> tuple[int, dict[str, Any]]:
+            return deployed(*await service.scale(name, body.replicas))
+
+        return await idempotent(request, idempotency_key, work)
 
     @router.post("/projects/{name}/stop", dependencies=mutating)
     async def stop(
         name: str, request: Request, idempotency_key: Annotated[str | None, Header()] = None
     ) -> Response:
-        project = attrs.evolve(get_project(name), stopped=True)
+        get_project(name)
 
         async def work() -> tuple[int, dict[str, Any]]:
-            written = ctx.write_project(project.name, project)
-            await ctx.push_entry(written)
-            await _servo_actions(project.name, "stop")
-            return 200, project_json(project)
+            return 200, service.view(await service.stop(name))
 
         return await idempotent(request, idempotency_key, work)
 
@@ -157,62 +146,77 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
     async def start(
         name: str, request: Request, idempotency_key: Annotated[str | None, Header()] = None
     ) -> Response:
-        project = attrs.evolve(get_project(name), stopped=False)
+        get_project(name)
 
         async def work() -> tuple[int, dict[str, Any]]:
-            await _servo_actions(project.name, "start", only_state="stopped")
-            return await deploy(project)
+            return deployed(*await service.start(name))
 
         return await idempotent(request, idempotency_key, work)
 
     @router.delete("/projects/{name}", dependencies=mutating)
     async def destroy(name: str, keep_volumes: bool = False) -> dict[str, Any]:
         project = get_project(name)
-        written = ctx.write_project(project.name, None)
-        await ctx.push_entry(written)
-        removed = await _servo_actions(project.name, "destroy", keep_volume=keep_volumes)
-        return {"name": project.name, "destroyed": True, "servos_removed": removed}
+        removed = await service.destroy(project.name, keep_volumes=keep_volumes)
+        return {
+            "name": project.name,
+            "destroyed": True,
+            "servos_removed": removed,
+            "volumes_kept": keep_volumes,
+        }
 
-    @router.post("/members/{node}/drain", dependencies=mutating)
-    async def drain(node: str) -> dict[str, Any]:
+    @router.get("/volumes")
+    async def volumes(node: str | None = None) -> dict[str, Any]:
+        try:
+            found, silent = await service.volumes(node)
+        except NotFound as exc:
+            raise ApiError(404, "not_found", str(exc)) from None
+        return {"volumes": found, "unreachable": silent}
+
+    @router.post("/volumes/prune", dependencies=mutating)
+    async def prune(body: PruneIn) -> dict[str, Any]:
+        try:
+            pruned, silent = await service.prune_volumes(body.node, body.project, body.older_than_s)
+        except NotFound as exc:
+            raise ApiError(404, "not_found", str(exc)) from None
+        return {"pruned": pruned, "unreachable": silent}
+
+    async def on_member(node: str, here: Any, there: Any) -> dict[str, Any]:
+        """Run a member operation on `node`: here if it is this agent, else ask it."""
         if node == ctx.name:
-            moved = await ctx.drain()
-            return {"ok": True, "node": node, "moved": moved}
+            result: dict[str, Any] = await here()
+            return result
         peer = next((p for p in ctx.peers() if p.name == node), None)
         if peer is None:
             raise ApiError(404, "not_found", f"no member named {node!r}")
+        if not peer.reachable:
+            raise ApiError(409, "member_unreachable", f"{node} is {peer.status}")
         try:
-            result = await ctx.client.drain(node, peer.api)
+            result = await there(peer)
         except PeerError as exc:
             raise ApiError(502, "peer_error", exc.detail) from None
         return result
 
-    async def _servo_actions(
-        project: str, action: str, only_state: str | None = None, keep_volume: bool = False
-    ) -> int:
-        peers = ctx.deployer.peers()
-        by_name = {p.name: p for p in peers}
-        done = 0
+    @router.post("/members/{node}/drain", dependencies=mutating)
+    async def drain(node: str) -> dict[str, Any]:
+        async def here() -> dict[str, Any]:
+            return {"ok": True, "node": node, **await ctx.drainer.drain()}
 
-        async def one(node: str, servo_id: str) -> None:
-            nonlocal done
-            peer = by_name[node]
-            try:
-                if action == "destroy":
-                    await ctx.client.destroy_servo(node, peer.api, servo_id, keep_volume)
-                else:
-                    await ctx.client.servo_action(node, peer.api, servo_id, action)
-                done += 1
-            except PeerError:
-                pass  # that host reconciles when it sees the new spec
+        return await on_member(node, here, lambda p: ctx.client.drain(p.name, p.api))
 
-        async with trio.open_nursery() as nursery:
-            for s in servos_of(project, peers):
-                if only_state and s.state != only_state:
-                    continue
-                if by_name[s.node].status in ("alive", "draining"):
-                    nursery.start_soon(one, s.node, s.servo_id)
-        return done
+    @router.post("/members/{node}/undrain", dependencies=mutating)
+    async def undrain(node: str) -> dict[str, Any]:
+        async def here() -> dict[str, Any]:
+            ctx.drainer.undrain()
+            return {"ok": True, "node": node, "draining": False}
+
+        return await on_member(node, here, lambda p: ctx.client.undrain(p.name, p.api))
+
+    @router.post("/members/{node}/leave", dependencies=mutating)
+    async def leave(node: str) -> dict[str, Any]:
+        async def here() -> dict[str, Any]:
+            return await ctx.leave()
+
+        return await on_member(node, here, lambda p: ctx.client.leave(p.name, p.api))
 
     app.include_router(router)
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import trio
 
-from api.metrics import Metrics
 from gossip.crypto import Keyring
 from gossip.service import GossipService, parse_hostport
 from node.capacity import host_capacity
@@ -24,6 +25,7 @@ from node.hlc import HybridClock
 from node.host import HostService
 from node.keys import KeyFileError, load_keys
 from node.logfmt import configure_logging, get_logger
+from node.metrics import Metrics
 from node.peers import PeerClient
 from node.projects import ProjectRegistry
 from node.runtime import Runtime
@@ -50,11 +52,17 @@ def join_command(config: AgentConfig) -> str:
     )
 
 
-async def run_agent(
-    config: AgentConfig, task_status: trio.TaskStatus[AgentContext] = trio.TASK_STATUS_IGNORED
-) -> None:
-    from api.server import serve_api
+# Serves the HTTP API for a context: given by the caller (the CLI passes `api.server.serve_api`)
+# so that node/ never imports api/.
+ServeApi = Callable[..., Awaitable[Any]]
+LAST_WORDS_S = 1.0  # time for the graceful-stop announcement to spread before the agent goes
 
+
+async def run_agent(
+    config: AgentConfig,
+    serve_api: ServeApi,
+    task_status: trio.TaskStatus[AgentContext] = trio.TASK_STATUS_IGNORED,
+) -> None:
     keys, ephemeral = load_keys(config.cluster_key_file)
     capacity = host_capacity(config.memory_mb, config.millicpus)
     config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -103,6 +111,8 @@ async def run_agent(
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(host.run_reconciler)
+            await nursery.start(host.run_watcher)
+            await nursery.start(host.run_retention, config.volume_retention_s)
             await nursery.start(gossip.run)
             await nursery.start(ctx.run_loops)
             nursery.start_soon(_membership_events, ctx, gossip)
@@ -110,6 +120,15 @@ async def run_agent(
             if not config.join:
                 log.info("agent.join_command", command=join_command(config))
             nursery.start_soon(_stop_on_signal, ctx, nursery.cancel_scope)
+
+            def shutdown_soon(scope: trio.CancelScope = nursery.cancel_scope) -> None:
+                async def later() -> None:
+                    await trio.sleep(0.5)  # let the answer leave first
+                    scope.cancel()
+
+                nursery.start_soon(later)
+
+            ctx.on_shutdown = shutdown_soon
             task_status.started(ctx)
     finally:
         with trio.CancelScope(shield=True):
@@ -122,26 +141,39 @@ async def run_agent(
 async def _membership_events(ctx: AgentContext, gossip: GossipService) -> None:
     """Membership changes wake recovery at once rather than at its next periodic round."""
     async for ev in gossip.events:
-        if ev.kind in ("dead", "left", "joined", "alive"):
-            ctx.wake_recovery.set()
+        ctx.on_membership_event(ev.kind)
 
 
 async def _stop_on_signal(ctx: AgentContext, cancel_scope: trio.CancelScope) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             log.info("agent.stopping", signal=signal.Signals(signum).name)
-            with trio.move_on_after(300):
-                if ctx.config.drain:
-                    await ctx.drain()
-                await ctx.gossip.leave()
+            await stop_gracefully(ctx)
             cancel_scope.cancel()
             return
 
 
-def main(config: AgentConfig) -> int:
+async def stop_gracefully(ctx: AgentContext, leave: bool | None = None) -> None:
+    """A stop is a restart unless asked otherwise: announce it, so peers hold this agent's
+    servos for the restart grace instead of replacing them, and go. With --drain (servos moved
+    first) or --leave-on-stop, leave the cluster: peers replace what is left at once."""
+    leave = leave if leave is not None else (ctx.config.drain or ctx.config.leave_on_stop)
+    with trio.move_on_after(300):
+        if ctx.config.drain:
+            await ctx.drainer.drain()
+        if leave:
+            await ctx.gossip.leave()
+            log.info("agent.left")
+        else:
+            ctx.membership.announce_stop()
+            await trio.sleep(LAST_WORDS_S)
+            log.info("agent.restart_announced", grace_s=ctx.config.restart_grace_s)
+
+
+def main(config: AgentConfig, serve_api: ServeApi) -> int:
     configure_logging(config.name, config.log_level)
     try:
-        trio.run(run_agent, config)
+        trio.run(run_agent, config, serve_api)
     except KeyFileError as exc:
         print(f"shoal: {exc}", file=sys.stderr)
         return 2

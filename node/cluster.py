@@ -13,9 +13,11 @@ from typing import Any, Protocol
 
 import attrs
 
+from placement.converge import LIVE_STATES as LIVE_SERVO_STATES
+from placement.converge import ServoView
 from placement.model import ClusterView, NodeView, ServoRef
 
-LIVE_SERVO_STATES = frozenset({"starting", "running"})
+__all__ = ["LIVE_SERVO_STATES", "Peer", "ServoEntry", "build_meta", "cluster_view"]
 
 
 class MemberLike(Protocol):
@@ -34,14 +36,54 @@ class ServoEntry:
     node: str
     state: str
     endpoints: tuple[Mapping[str, Any], ...] = ()
+    generation: int = 1
+    slot: int = 0
+    restarts: int = 0
+    created_ms: int = 0
+    last_exit: Mapping[str, Any] | None = None
+    memory_mb: int = 0
+    millicpus: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.servo_id,
             "node": self.node,
             "state": self.state,
+            "generation": self.generation,
+            "slot": self.slot,
+            "restarts": self.restarts,
+            "last_exit": dict(self.last_exit) if self.last_exit else None,
             "endpoints": [dict(e) for e in self.endpoints],
         }
+
+    def view(self) -> ServoView:
+        return ServoView(
+            self.servo_id,
+            self.project,
+            self.node,
+            self.state,
+            self.generation,
+            self.slot,
+            self.created_ms,
+        )
+
+    @classmethod
+    def from_record(cls, node: str, r: Mapping[str, Any]) -> ServoEntry:
+        """From a host's servo record (`ServoRecord.to_dict()`)."""
+        return cls(
+            servo_id=str(r["id"]),
+            project=str(r["project"]),
+            node=node,
+            state=str(r["state"]),
+            endpoints=tuple(r.get("endpoints", ())),
+            generation=int(r.get("generation", 1)),
+            slot=int(r.get("slot", 0)),
+            restarts=int(r.get("restarts", 0)),
+            created_ms=int(r.get("created_ms", 0)),
+            last_exit=r.get("last_exit"),
+            memory_mb=int(r.get("memory_mb", 0)),
+            millicpus=int(r.get("millicpus", 0)),
+        )
 
 
 @attrs.frozen
@@ -60,10 +102,16 @@ class Peer:
     specs_digest: str = ""
     runtime: str = ""
     draining: bool = False
+    stopping_ms: int = 0  # set in the last words of an agent stopping gracefully
 
     @property
     def alive(self) -> bool:
         return self.status == "alive"
+
+    @property
+    def reachable(self) -> bool:
+        """Answers requests: alive, or alive and draining."""
+        return self.status in ("alive", "draining")
 
     def capacity(self) -> dict[str, int]:
         return {
@@ -100,6 +148,7 @@ def build_meta(
     servos: Iterable[Mapping[str, Any]],
     specs_digest: str,
     draining: bool = False,
+    stopping_ms: int = 0,
 ) -> dict[str, Any]:
     """This agent's own gossip metadata. Servo records are trimmed to what peers need."""
     return {
@@ -115,13 +164,49 @@ def build_meta(
             int(capacity["millicpus_total"]),
             int(capacity["millicpus_free"]),
         ],
-        "servos": [
-            [s["id"], s["project"], s["state"], [_endpoint_wire(e) for e in s.get("endpoints", ())]]
-            for s in servos
-        ],
+        "servos": [_servo_wire(s) for s in servos],
         "specs": specs_digest,
         "draining": draining,
+        "stopping": stopping_ms,
     }
+
+
+def _servo_wire(s: Mapping[str, Any]) -> list[Any]:
+    """A servo in gossip metadata: positional, the fields peers plan and report with."""
+    exit_ = s.get("last_exit")
+    return [
+        s["id"],
+        s["project"],
+        s["state"],
+        [_endpoint_wire(e) for e in s.get("endpoints", ())],
+        int(s.get("generation", 1)),
+        int(s.get("slot", 0)),
+        int(s.get("restarts", 0)),
+        int(s.get("created_ms", 0)),
+        [int(exit_["code"]), str(exit_["reason"]), str(exit_["at"])] if exit_ else None,
+        int(s.get("memory_mb", 0)),
+        int(s.get("millicpus", 0)),
+    ]
+
+
+def _servo_from_wire(node: str, s: Sequence[Any]) -> ServoEntry:
+    exit_ = s[8] if len(s) > 8 else None
+    return ServoEntry(
+        str(s[0]),
+        str(s[1]),
+        node,
+        str(s[2]),
+        tuple(_endpoint_dict(e) for e in s[3]),
+        generation=int(s[4]) if len(s) > 4 else 1,
+        slot=int(s[5]) if len(s) > 5 else 0,
+        restarts=int(s[6]) if len(s) > 6 else 0,
+        created_ms=int(s[7]) if len(s) > 7 else 0,
+        last_exit={"code": int(exit_[0]), "reason": str(exit_[1]), "at": str(exit_[2])}
+        if exit_
+        else None,
+        memory_mb=int(s[9]) if len(s) > 9 else 0,
+        millicpus=int(s[10]) if len(s) > 10 else 0,
+    )
 
 
 def _endpoint_wire(e: Mapping[str, Any]) -> list[Any]:
@@ -137,16 +222,7 @@ def peer_from_member(member: MemberLike) -> Peer | None:
     meta = member.meta
     try:
         cap = meta["cap"]
-        servos = tuple(
-            ServoEntry(
-                str(s[0]),
-                str(s[1]),
-                member.name,
-                str(s[2]),
-                tuple(_endpoint_dict(e) for e in s[3]),
-            )
-            for s in meta.get("servos", ())
-        )
+        servos = tuple(_servo_from_wire(member.name, s) for s in meta.get("servos", ()))
         return Peer(
             name=member.name,
             status=member.status,
@@ -162,6 +238,7 @@ def peer_from_member(member: MemberLike) -> Peer | None:
             specs_digest=str(meta.get("specs", "")),
             runtime=str(meta.get("runtime", "")),
             draining=bool(meta.get("draining", False)),
+            stopping_ms=int(meta.get("stopping", 0) or 0),
         )
     except (KeyError, IndexError, TypeError, ValueError):
         return None
@@ -196,3 +273,9 @@ def servos_of(project: str, peers: Iterable[Peer]) -> list[ServoEntry]:
     """Every servo of a project any peer reports, alive peers' first, sorted for stable output."""
     out = [s for p in peers for s in p.servos if s.project == project]
     return sorted(out, key=lambda s: (s.servo_id, s.node))
+
+
+def engine_inputs(peers: Iterable[Peer]) -> tuple[ClusterView, list[ServoView]]:
+    """What the convergence engine plans from: the placement view and every servo reported."""
+    peers = list(peers)
+    return cluster_view(peers), [s.view() for p in peers for s in p.servos]

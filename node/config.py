@@ -29,6 +29,9 @@ class AgentConfig:
     api_token: str | None = None
     log_level: str = "info"
     drain: bool = False
+    leave_on_stop: bool = False
+    restart_grace_s: float = 60.0
+    volume_retention_s: float = 7 * 24 * 3600.0
 
     @property
     def zone_or_default(self) -> str:

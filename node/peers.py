@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from api.internal_auth import HEADER, sign
+from node.internal_auth import HEADER, sign
 
 
 class PeerError(Exception):
@@ -36,7 +36,16 @@ class PeerUnreachable(PeerError):
 
 
 class PeerRefused(PeerError):
+    """The host's admission said no. `state` is its fresh capacity and servos when it sent them,
+    so the next placement is made from the truth rather than from lagging gossip."""
+
     reason = "refused"
+
+    def __init__(
+        self, node: str, detail: str, reason: str | None = None, state: Any = None
+    ) -> None:
+        super().__init__(node, detail, reason)
+        self.state = state
 
 
 class PeerFailed(PeerError):
@@ -98,7 +107,8 @@ class PeerClient:
             else "error"
         )
         if resp.status_code == 409:
-            raise PeerRefused(node, detail, reason)
+            state = data.get("state") if isinstance(data, dict) else None
+            raise PeerRefused(node, detail, reason, state)
         if resp.status_code in (401, 403):
             raise PeerRefused(node, detail, "unauthorized")
         raise PeerFailed(node, detail, reason)
@@ -122,6 +132,35 @@ class PeerClient:
         result: dict[str, Any] = await self._call(
             node, api, "POST", f"/internal/servos/{servo_id}/destroy", {"keep_volume": keep_volume}
         )
+        return result
+
+    async def remove_servo(self, node: str, api: str, servo_id: str) -> dict[str, Any]:
+        """Remove a servo's container; the host keeps its volume."""
+        return await self.servo_action(node, api, servo_id, "remove")
+
+    async def volumes(self, node: str, api: str) -> list[dict[str, Any]]:
+        data = await self._call(node, api, "GET", "/internal/volumes", None, 10.0)
+        return list(data.get("volumes", [])) if isinstance(data, dict) else []
+
+    async def prune_volumes(
+        self, node: str, api: str, project: str | None, older_than_s: float | None
+    ) -> list[str]:
+        body = {"project": project, "older_than_s": older_than_s}
+        data = await self._call(node, api, "POST", "/internal/volumes/prune", body, 60.0)
+        return list(data.get("pruned", [])) if isinstance(data, dict) else []
+
+    async def logs(self, node: str, api: str, servo_id: str, tail: int) -> str:
+        data = await self._call(
+            node, api, "GET", f"/internal/servos/{servo_id}/logs/{tail}", None, 10.0
+        )
+        return str(data.get("logs", "")) if isinstance(data, dict) else ""
+
+    async def undrain(self, node: str, api: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(node, api, "POST", "/internal/undrain", {})
+        return result
+
+    async def leave(self, node: str, api: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(node, api, "POST", "/internal/leave", {}, 600.0)
         return result
 
     async def get_state(self, node: str, api: str, timeout_s: float = 2.0) -> dict[str, Any]:

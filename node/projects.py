@@ -21,6 +21,7 @@ from typing import Any
 import attrs
 
 from node.hlc import Timestamp
+from placement.converge import Desired
 
 SCHEMA_VERSION = 2
 _MIGRATIONS: dict[int, str] = {
@@ -61,6 +62,31 @@ class Project:
     max_per_host: int = 1
     command: tuple[str, ...] | None = None
     stopped: bool = False
+    # Bumped by every change that servos must be rebuilt for (image, env, command, resources,
+    # ports); a change of replicas, spread or stopped alone is not a new generation.
+    generation: int = 1
+
+    def servo_fields(self) -> tuple[Any, ...]:
+        return (self.image, self.env, self.command, self.memory_mb, self.millicpus, self.ports)
+
+    def next_of(self, prior: Project | None) -> Project:
+        """This spec as the successor of `prior`: same generation unless servos change."""
+        if prior is None:
+            return attrs.evolve(self, generation=max(1, self.generation))
+        bump = prior.servo_fields() != self.servo_fields()
+        return attrs.evolve(self, generation=prior.generation + (1 if bump else 0))
+
+    def desired(self) -> Desired:
+        return Desired(
+            name=self.name,
+            replicas=self.replicas,
+            memory_mb=self.memory_mb,
+            millicpus=self.millicpus,
+            spread=self.spread,
+            max_per_host=self.max_per_host,
+            stopped=self.stopped,
+            generation=self.generation,
+        )
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -74,6 +100,7 @@ class Project:
             "max_per_host": self.max_per_host,
             "command": list(self.command) if self.command is not None else None,
             "stopped": self.stopped,
+            "generation": self.generation,
         }
 
     @classmethod
@@ -91,6 +118,7 @@ class Project:
             max_per_host=int(raw.get("max_per_host", 1)),
             command=tuple(str(c) for c in command) if command else None,
             stopped=bool(raw.get("stopped", False)),
+            generation=int(raw.get("generation", 1)),
         )
 
     def same_desired_state(self, other: Project) -> bool:

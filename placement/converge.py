@@ -172,6 +172,11 @@ def servo_id_for(project: str, generation: int, slot: int, node: str) -> str:
     return f"{project}-{generation}-{slot}-{stable_hash(project, node) & 0xFFFFFFFF:08x}"
 
 
+def counts(status: str, state: str) -> bool:
+    """Whether a servo in `state` on a node with `status` holds its slot (the first rule)."""
+    return status in COUNTED_STATUSES and state in HELD_STATES
+
+
 def tie_break(servo: ServoView) -> tuple[int, str]:
     """Which of two servos holding one slot is the original (kept): the older, then by id."""
     return (servo.created_ms, servo.servo_id)
@@ -196,7 +201,7 @@ def converge(
         (s for s in servos if s.project == desired.name and s.node in status),
         key=lambda s: (s.slot, *tie_break(s)),
     )
-    counted = [s for s in mine if status[s.node] in COUNTED_STATUSES and s.state in HELD_STATES]
+    counted = [s for s in mine if counts(status[s.node], s.state)]
     want = desired.count
     actions: list[Action] = []
     decision: Decision | None = None

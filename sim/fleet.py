@@ -1,14 +1,15 @@
-"""The simulated fleet: every agent's real gossip core (via `sim.gossip_net`), the fake
-runtime's capacity accounting per host, and leaderless recovery with the real placement and
-recovery-planning functions.
+"""The simulated fleet: every agent's real gossip core (via `sim.gossip_net`), simulated hosts
+that admit servos with the agent's own fit rule (`placement.fit`), and leaderless recovery that
+executes the agent's own convergence engine (`placement.converge`): the same owner rule, the
+same plan, the same deterministic ids. This module only carries the actions out.
 
 What is simplified, and why: capacities and servo lists are read from the hosts themselves (the
 ground truth) rather than from each agent's copy of gossip metadata, which in a quiet cluster
 is the same data a moment later; membership (who is alive, suspect, dead) is each agent's own,
 from its own gossip core, so detection delays, false suspicions and partitions shape recovery
-exactly as they would. A servo creation is one round trip to the chosen host, which admits it
-only if it has room and no servo of the project (the host's admission check); a refusal is a
-placement conflict, and the owner retries on another host, at most 3 more hosts per servo.
+exactly as they would. A servo creation is one round trip to the chosen host; a refusal excludes
+that host and the owner plans that slot again, at most 3 more hosts per servo, as the agent's
+executor does.
 """
 
 from __future__ import annotations
@@ -20,17 +21,27 @@ import attrs
 
 from gossip.core import ALIVE, Member, MemberEvent
 from gossip.messages import Status
+from placement.converge import (
+    COUNTED_STATUSES,
+    Create,
+    Desired,
+    Remove,
+    ServoView,
+    converge,
+    counts,
+    servo_id_for,
+)
+from placement.fit import refusal
 from placement.hashing import mix, stable_hash
 from placement.model import ClusterView, NodeView, PlacementRequest, ServoRef
 from placement.place import PlacementIndex
-from placement.recovery import COUNTED_STATUSES, ProjectSpec, plan_project
 from sim.gossip_net import GossipNet
 
 RECOVERY_DELAY_S = 1.0  # coalesce a burst of dead events into one recovery round per agent
 RETRY_HOSTS_PER_SERVO = 3
 OWNER_DEPTH = 64
-# placement.recovery.COUNTED_STATUSES as the core's own statuses, for identity tests
-COUNTED = tuple(Status(s) for s in sorted(COUNTED_STATUSES))
+# the gossip core's own statuses that placement.converge counts (for identity tests)
+COUNTED = tuple(s for s in Status if s in COUNTED_STATUSES)
 
 
 @attrs.define
@@ -43,6 +54,7 @@ class Host:
     memory_free_mb: int
     millicpus_free: int
     servos: dict[str, str] = attrs.field(factory=dict)  # servo_id -> project
+    per_project: dict[str, int] = attrs.field(factory=dict)
 
 
 @attrs.define
@@ -55,12 +67,14 @@ class Counters:
 
 
 class Fleet:
-    def __init__(self, net: GossipNet, specs: list[ProjectSpec]) -> None:
+    def __init__(self, net: GossipNet, specs: list[Desired]) -> None:
         self.net = net
         self.specs = {s.name: s for s in specs}
         self.hosts: dict[str, Host] = {}
         self.counters = Counters()
         self.where: dict[str, list[str]] = {name: [] for name in self.specs}  # project -> hosts
+        # project -> servo id -> the servo as its host reports it (the engine's input)
+        self.servos: dict[str, dict[str, ServoView]] = {name: {} for name in self.specs}
         self._pending: set[str] = set()
         self._ranking: dict[str, list[str]] = {}
         self._candidate_map: dict[str, list[str]] | None = None
@@ -116,32 +130,53 @@ class Fleet:
 
     # --- initial deployment (the real placement, one project after another) -----------------------
     def deploy_all(self) -> int:
+        """The initial deployment: the engine's placement for every project on an empty fleet,
+        one index kept across projects (what a deploy per project would do, much faster)."""
         index = PlacementIndex(self.view_for(None))
         missing = 0
         for spec in self.specs.values():
             req = PlacementRequest(
-                spec.name, spec.replicas, spec.memory_mb, spec.millicpus, spec.spread
+                spec.name, spec.count, spec.memory_mb, spec.millicpus, spec.spread
             )
             decision = index.place(req)
             index.apply(req, decision)
-            for i, node in enumerate(decision.placements):
-                self._admit(node, spec, f"{spec.name}-{i}")
+            for slot, node in enumerate(decision.placements):
+                sid = servo_id_for(spec.name, spec.generation, slot, node)
+                self._admit(node, spec, sid, slot)
             missing += decision.missing
         return missing
 
-    def _admit(self, node: str, spec: ProjectSpec, servo_id: str) -> bool:
+    def _admit(self, node: str, spec: Desired, servo_id: str, slot: int) -> bool:
+        """The host's admission: the agent's fit rule; a second create of an id is the same
+        request (answered yes, nothing added)."""
         h = self.hosts[node]
-        if (
-            not self.up(node)
-            or h.memory_free_mb < spec.memory_mb
-            or h.millicpus_free < spec.millicpus
-            or spec.name in h.servos.values()
-            or servo_id in h.servos
-        ):
+        if not self.up(node):
+            return False
+        if servo_id in h.servos:
+            return True
+        why = refusal(
+            memory_free_mb=h.memory_free_mb,
+            millicpus_free=h.millicpus_free,
+            same_project=h.per_project.get(spec.name, 0),
+            memory_mb=spec.memory_mb,
+            millicpus=spec.millicpus,
+            max_per_host=spec.max_per_host,
+        )
+        if why is not None:
             return False
         h.servos[servo_id] = spec.name
+        h.per_project[spec.name] = h.per_project.get(spec.name, 0) + 1
         self._truth_version += 1
         self.where[spec.name].append(node)
+        self.servos[spec.name][servo_id] = ServoView(
+            servo_id,
+            spec.name,
+            node,
+            "running",
+            spec.generation,
+            slot,
+            int(self.net.engine.now * 1000),
+        )
         h.memory_free_mb -= spec.memory_mb
         h.millicpus_free -= spec.millicpus
         return True
@@ -152,6 +187,8 @@ class Fleet:
         if project is not None:
             self._truth_version += 1
             self.where[project].remove(node)
+            self.servos[project].pop(servo_id, None)
+            h.per_project[project] -= 1
             spec = self.specs[project]
             h.memory_free_mb += spec.memory_mb
             h.millicpus_free += spec.millicpus
@@ -217,12 +254,13 @@ class Fleet:
         for project in projects:
             if self.owner(project, members) != me:
                 continue
+            # the engine's own counting rule, to skip projects with nothing to do cheaply
             live = 0
-            for node in self.where[project]:
-                m = members.get(node)
-                if m is not None and m.status in COUNTED:
+            for servo in self.servos[project].values():
+                m = members.get(servo.node)
+                if m is not None and counts(m.status, servo.state):
                     live += 1
-            if live != self.specs[project].desired:
+            if live != self.specs[project].count:
                 todo.append(project)
         if not todo:
             return
@@ -230,23 +268,31 @@ class Fleet:
         for project in todo:
             self._repair(me, self.specs[project], set())
 
-    def _repair(self, me: str, spec: ProjectSpec, excluded: set[str], limit: int = 0) -> None:
-        """Carry out the owner's plan for one project; `limit` > 0 creates at most that many
-        (a retry replaces only the servo that failed, not the whole plan)."""
+    def _repair(
+        self, me: str, spec: Desired, excluded: set[str], only_slot: int | None = None
+    ) -> None:
+        """Carry out `me`'s plan for one project. A retry (`only_slot`) re-plans and carries
+        out just the slot that was refused: the others are still on their way."""
         view, index = self._planning_view(me)
-        plan = plan_project(spec, view, excluded, index)
-        creates = plan.creates[:limit] if limit else plan.creates
-        for ref in plan.removes:
-            node = next(h.name for h in self.hosts.values() if ref.servo_id in h.servos)
-            self._remove(node, ref.servo_id)
-            self.counters.removed += 1
-        for node, servo_id in creates:
+        plan = converge(spec, view, list(self.servos[spec.name].values()), excluded, index)
+        acted = False
+        for action in plan.actions:
+            if isinstance(action, Remove):
+                if only_slot is not None:
+                    continue
+                self._remove(action.node, action.servo_id)
+                self.counters.removed += 1
+                acted = True
+            elif isinstance(action, Create):
+                if only_slot is not None and action.slot != only_slot:
+                    continue
 
-            def create(node: str = node, servo_id: str = servo_id) -> None:
-                self._create(me, spec, node, servo_id, excluded)
+                def create(action: Create = action) -> None:
+                    self._create(me, spec, action, excluded)
 
-            self._rpc(me, node, create)
-        if plan.creates or plan.removes:
+                self._rpc(me, action.node, create)
+                acted = True
+        if acted:
             self.on_change()
 
     def _planning_view(self, me: str) -> tuple[ClusterView, PlacementIndex]:
@@ -268,24 +314,22 @@ class Fleet:
         rtt = 2 * net._profile(src, dst).latency_s
         self.net.engine.after(rtt, then)
 
-    def _create(
-        self, me: str, spec: ProjectSpec, node: str, servo_id: str, excluded: set[str]
-    ) -> None:
+    def _create(self, me: str, spec: Desired, action: Create, excluded: set[str]) -> None:
         if self.net.agents[me].crashed:
             return
-        reachable = self.net.network.reachable(me, node)
-        if reachable and self._admit(node, spec, servo_id):
+        reachable = self.net.network.reachable(me, action.node)
+        if reachable and self._admit(action.node, spec, action.servo_id, action.slot):
             self.counters.created += 1
             self.on_change()
             return
         self.counters.conflicts += 1
         if len(excluded) < RETRY_HOSTS_PER_SERVO:
             self.counters.retries += 1
-            self._repair(me, spec, excluded | {node}, limit=1)
+            self._repair(me, spec, excluded | {action.node}, only_slot=action.slot)
 
 
 def make_specs(
     count: int, replicas: int, memory_mb: int, millicpus: int, spread: str, rng: random.Random
-) -> list[ProjectSpec]:
+) -> list[Desired]:
     del rng  # sizes are uniform; kept for future mixes
-    return [ProjectSpec(f"p{i:05d}", replicas, memory_mb, millicpus, spread) for i in range(count)]
+    return [Desired(f"p{i:05d}", replicas, memory_mb, millicpus, spread) for i in range(count)]

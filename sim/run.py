@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 
 from gossip.core import GossipConfig, MemberEvent
-from placement.recovery import plan_project
+from placement.converge import converge
 from sim.engine import fewer_collections
 from sim.fleet import Fleet, make_specs
 from sim.gossip_net import GossipNet
@@ -199,7 +199,7 @@ def _simulate(args: SimArgs, progress: Callable[[float, float], None] | None) ->
         now = net.engine.now
         counts = fleet.live_counts()
         zero = sum(1 for c in counts.values() if c == 0)
-        under = sum(1 for p, c in counts.items() if c < fleet.specs[p].desired)
+        under = sum(1 for p, c in counts.items() if c < fleet.specs[p].count)
         series_projects.append([round(now - t0, 3), zero, under])
         alive_obs = [o for o in observers if fleet.up(o)]
         if alive_obs:
@@ -246,14 +246,14 @@ def _simulate(args: SimArgs, progress: Callable[[float, float], None] | None) ->
     truth = fleet.view_for(None)
     for project, c in sorted(counts.items()):
         spec = fleet.specs[project]
-        if c < spec.desired:
-            plan = plan_project(spec, truth)
+        if c < spec.count:
+            plan = converge(spec, truth, list(fleet.servos[project].values()))
             why = plan.decision.summary() if plan.decision else {}
             if plan.creates or not why:
                 reason = "recovery still in progress when the run ended"
             else:
                 reason = "no host fits: " + ", ".join(f"{n} {r}" for r, n in why.items())
-            unrestorable.append({"project": project, "missing": spec.desired - c, "why": reason})
+            unrestorable.append({"project": project, "missing": spec.count - c, "why": reason})
     duration = args.duration_s
     sent = net.network.stats.sent - msgs0[0]
     sent_bytes = net.network.stats.bytes_sent - msgs0[1]

@@ -9,7 +9,7 @@ import pytest
 
 import gossip.core
 from gossip.core import ALIVE, DEAD, Member
-from placement.recovery import recovery_owner
+from placement.converge import recovery_owner
 from sim.cli import main as sim_main
 from sim.fleet import Fleet
 from sim.gossip_net import GossipNet
@@ -59,10 +59,10 @@ def test_every_scenario_keeps_the_invariants(scenario: str) -> None:
 
 
 def test_fleet_never_overcommits_or_breaks_anti_affinity() -> None:
-    from placement.recovery import ProjectSpec
+    from placement.converge import Desired
 
     net = GossipNet(seed=2)
-    specs = [ProjectSpec(f"p{i}", 3, 300, 100) for i in range(30)]
+    specs = [Desired(f"p{i}", 3, 300, 100) for i in range(30)]
     fleet = Fleet(net, specs)
     for i in range(12):
         fleet.add_host(f"h{i}", f"r{i % 3}", f"r{i % 3}-a", 1000, 4000)

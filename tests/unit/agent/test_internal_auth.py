@@ -1,4 +1,4 @@
-from api.internal_auth import MAX_SKEW_MS, sign, verify
+from node.internal_auth import MAX_SKEW_MS, sign, verify
 
 K1, K2, WRONG = b"1" * 32, b"2" * 32, b"x" * 32
 

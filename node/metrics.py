@@ -31,7 +31,7 @@ class _LiveCollector(Collector):
         yield members
         servos = GaugeMetricFamily("shoal_servos", "Servos on this host by state", labels=["state"])
         scounts = dict(self._servos())
-        for state in ("starting", "running", "stopped", "failed"):
+        for state in ("starting", "running", "restarting", "stopped", "failed"):
             servos.add_metric([state], scounts.get(state, 0))
         yield servos
         g = self._gossip()
@@ -71,6 +71,18 @@ class Metrics:
             "shoal_recovery_actions",
             "Servos re-created or removed by recovery, by action",
             ["action"],
+            registry=self.registry,
+        )
+        self.servo_exits = Counter(
+            "shoal_servo_exits",
+            "Servo exits seen on this host (each restarted in place or failed), by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.servo_failures = Counter(
+            "shoal_servo_failures",
+            "Servos this host marked failed, by reason",
+            ["reason"],
             registry=self.registry,
         )
         self.create_seconds = Histogram(

@@ -1,0 +1,276 @@
+"""Carrying out the convergence engine's actions: the placement service of the PaaS Shoal is
+modelled on, with the deciding taken out (it is `placement.converge`).
+
+A converge plans from this agent's view (gossip plus its own recent actions), asks the chosen
+hosts to create or remove servos, and plans again with what it learnt: a host that refused is
+excluded and its answer (its fresh capacity and servos) replaces its gossip row, a host that did
+not answer is excluded. Nobody else is asked anything: a deploy costs one request per servo
+whatever the size of the cluster. Deterministic ids make a retry, or a race with the project's
+owner doing the same, harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+
+from node.cluster import LIVE_SERVO_STATES, Peer, ServoEntry, engine_inputs, servos_of
+from node.logfmt import get_logger
+from node.peers import PeerClient, PeerError, PeerRefused
+from node.projects import Project
+from node.runtime import ServoSpec
+from placement.converge import Create, Plan, Remove, converge
+
+log = get_logger("node.executor")
+
+RETRY_HOSTS_PER_SERVO = 3
+OVERLAY_TTL_S = 60.0
+
+
+@attrs.define
+class Outcome:
+    """What a converge did, what is missing and why (the API's answer)."""
+
+    project: str
+    desired: int
+    servos: list[ServoEntry] = attrs.field(factory=list)
+    created: list[str] = attrs.field(factory=list)
+    removed: list[str] = attrs.field(factory=list)
+    failures: list[dict[str, str]] = attrs.field(factory=list)
+    explanation: dict[str, Any] = attrs.field(factory=dict)
+    actions: list[dict[str, object]] = attrs.field(factory=list)
+    missing: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "desired": self.desired,
+            "running": len([s for s in self.servos if s.state in LIVE_SERVO_STATES]),
+            "created": self.created,
+            "removed": self.removed,
+            "missing": self.missing,
+            "failures": self.failures,
+            "actions": self.actions,
+            "placement": self.explanation,
+        }
+
+
+def servo_wire_spec(project: Project, create: Create) -> dict[str, Any]:
+    return ServoSpec(
+        servo_id=create.servo_id,
+        project=project.name,
+        image=project.image,
+        memory_mb=project.memory_mb,
+        millicpus=project.millicpus,
+        ports=project.ports,
+        env=project.env,
+        command=project.command,
+        max_per_host=project.max_per_host,
+        generation=create.generation,
+        slot=create.slot,
+    ).to_wire()
+
+
+@attrs.define
+class Overlay:
+    """This agent's own recent actions that gossip may not show yet.
+
+    Laid over the view so that a listing right after a deploy shows the servos just created and
+    the next deploy does not place onto memory already promised. An entry goes as soon as the
+    view confirms it (the servo appears, or is gone), so a later change by another agent is
+    never masked, and after `OVERLAY_TTL_S` in any case.
+    """
+
+    added: dict[str, tuple[float, ServoEntry]] = attrs.field(factory=dict)
+    removed: dict[str, tuple[float, ServoEntry]] = attrs.field(factory=dict)
+
+    def apply(self, peers: list[Peer], now: float) -> list[Peer]:
+        reported = {s.servo_id for p in peers for s in p.servos}
+        self.added = {k: v for k, v in self.added.items() if v[0] > now and k not in reported}
+        self.removed = {k: v for k, v in self.removed.items() if v[0] > now and k in reported}
+        if not self.added and not self.removed:
+            return peers
+        out = []
+        for p in peers:
+            gone = [e for _, e in self.removed.values() if e.node == p.name]
+            extra = [e for _, e in self.added.values() if e.node == p.name]
+            if not gone and not extra:
+                out.append(p)
+                continue
+            gone_ids = {e.servo_id for e in gone}
+            servos = [s for s in p.servos if s.servo_id not in gone_ids] + extra
+            mem = sum(e.memory_mb for e in extra) - sum(e.memory_mb for e in gone)
+            cpu = sum(e.millicpus for e in extra) - sum(e.millicpus for e in gone)
+            out.append(
+                attrs.evolve(
+                    p,
+                    servos=tuple(servos),
+                    memory_free_mb=p.memory_free_mb - mem,
+                    millicpus_free=p.millicpus_free - cpu,
+                )
+            )
+        return out
+
+
+def peer_with_state(peer: Peer, state: Any) -> Peer:
+    """`peer` as its own fresh answer describes it (a refusal carries one); unchanged when the
+    answer is not a state."""
+    try:
+        cap = state["capacity"]
+        servos = tuple(ServoEntry.from_record(peer.name, r) for r in state["servos"])
+        return attrs.evolve(
+            peer,
+            memory_total_mb=int(cap["memory_total_mb"]),
+            memory_free_mb=int(cap["memory_free_mb"]),
+            millicpus_total=int(cap["millicpus_total"]),
+            millicpus_free=int(cap["millicpus_free"]),
+            servos=servos,
+        )
+    except (KeyError, TypeError, ValueError):
+        return peer
+
+
+class Executor:
+    def __init__(
+        self,
+        me: str,
+        peers: Callable[[], list[Peer]],
+        client: PeerClient,
+        clock: Callable[[], float] = trio.current_time,
+        on_retry: Callable[[str], None] = lambda reason: None,
+        on_create_seconds: Callable[[float], None] = lambda s: None,
+    ) -> None:
+        self.me = me
+        self._peers = peers
+        self._client = client
+        self._clock = clock
+        self._on_retry = on_retry
+        self._on_create_seconds = on_create_seconds
+        self.overlay = Overlay()
+        self._locks: dict[str, trio.Lock] = {}
+
+    def peers(self) -> list[Peer]:
+        """The membership view with this agent's own recent actions laid over it."""
+        return self.overlay.apply(self._peers(), self._clock())
+
+    def plan(self, project: Project, peers: list[Peer] | None = None) -> Plan:
+        view, servos = engine_inputs(self.peers() if peers is None else peers)
+        return converge(project.desired(), view, servos)
+
+    async def converge(
+        self, project: Project, retries_per_servo: int = RETRY_HOSTS_PER_SERVO
+    ) -> Outcome:
+        lock = self._locks.setdefault(project.name, trio.Lock())
+        async with lock:
+            return await self._converge(project, retries_per_servo)
+
+    async def _converge(self, project: Project, retries_per_servo: int) -> Outcome:
+        desired = project.desired()
+        outcome = Outcome(project.name, desired.count)
+        excluded: set[str] = set()
+        answered: dict[str, Peer] = {}  # hosts' own fresh word, fresher than gossip
+        budget = max(1, desired.count) * retries_per_servo
+        plan: Plan | None = None
+        for _ in range(2 + budget):
+            peers = [answered.get(p.name, p) for p in self.peers()]
+            view, servos = engine_inputs(peers)
+            plan = converge(desired, view, servos, exclude=excluded)
+            if plan.decision is not None:
+                outcome.explanation = plan.decision.to_dict()
+            if not plan.actions:
+                break
+            outcome.actions.extend(plan.explain())
+            by_name = {p.name: p for p in peers}
+            failed: list[tuple[str, PeerError]] = []
+            async with trio.open_nursery() as nursery:
+                for action in plan.actions:
+                    if isinstance(action, Create):
+                        nursery.start_soon(
+                            self._create, project, action, by_name[action.node], outcome, failed
+                        )
+                    elif isinstance(action, Remove):
+                        nursery.start_soon(self._remove, action, by_name[action.node], outcome)
+            for node, exc in failed:
+                excluded.add(node)
+                self._on_retry(exc.reason)
+                if isinstance(exc, PeerRefused) and exc.state is not None:
+                    answered[node] = peer_with_state(by_name[node], exc.state)
+            budget -= len(failed)
+            if budget < 0:
+                break
+        outcome.missing = plan.missing if plan is not None else 0
+        final = [answered.get(p.name, p) for p in self.peers()]
+        outcome.servos = servos_of(project.name, final)
+        return outcome
+
+    async def _create(
+        self,
+        project: Project,
+        action: Create,
+        peer: Peer,
+        outcome: Outcome,
+        failed: list[tuple[str, PeerError]],
+    ) -> None:
+        started = self._clock()
+        try:
+            record = await self._client.create_servo(
+                peer.name, peer.api, servo_wire_spec(project, action), action.servo_id
+            )
+        except PeerError as exc:
+            log.warning(
+                "deploy.servo_failed",
+                project=project.name,
+                node=peer.name,
+                reason=exc.reason,
+                detail=exc.detail,
+            )
+            outcome.failures.append(
+                {
+                    "node": peer.name,
+                    "servo": action.servo_id,
+                    "reason": exc.reason,
+                    "detail": exc.detail,
+                }
+            )
+            failed.append((peer.name, exc))
+            return
+        self._on_create_seconds(self._clock() - started)
+        try:
+            entry = ServoEntry.from_record(peer.name, record)
+        except (KeyError, TypeError, ValueError):
+            entry = ServoEntry(action.servo_id, project.name, peer.name, "starting")
+        entry = attrs.evolve(
+            entry,
+            memory_mb=entry.memory_mb or project.memory_mb,
+            millicpus=entry.millicpus or project.millicpus,
+        )
+        self.overlay.added[action.servo_id] = (self._clock() + OVERLAY_TTL_S, entry)
+        outcome.created.append(action.servo_id)
+        log.info(
+            "deploy.servo_created",
+            project=project.name,
+            node=peer.name,
+            servo=action.servo_id,
+            why=action.why,
+        )
+
+    async def _remove(self, action: Remove, peer: Peer, outcome: Outcome) -> None:
+        try:
+            await self._client.remove_servo(peer.name, peer.api, action.servo_id)
+        except PeerError as exc:
+            outcome.failures.append(
+                {
+                    "node": peer.name,
+                    "servo": action.servo_id,
+                    "reason": exc.reason,
+                    "detail": exc.detail,
+                }
+            )
+            return
+        entry = next((s for s in peer.servos if s.servo_id == action.servo_id), None)
+        if entry is not None:
+            self.overlay.removed[action.servo_id] = (self._clock() + OVERLAY_TTL_S, entry)
+        outcome.removed.append(action.servo_id)
+        log.info("servo.removed", servo=action.servo_id, node=peer.name, why=action.why)

@@ -1,0 +1,135 @@
+"""The two loops that keep the cluster at its desired state without anyone asking.
+
+- Owner rounds: for each project this agent owns (highest rendezvous score among the members it
+  sees alive), the engine's plan is carried out: servos lost with a dead node, failed servos,
+  servos on draining nodes and the over-count after a node comes back. Nobody else acts on that
+  project meanwhile except the agent that took a request for it, and deterministic ids make
+  that race harmless, so no grace period after a write is needed.
+- Host rounds: each host brings its own servos to the desired state it knows
+  (`placement.converge.host_actions`): stop, start, and the removal of a destroyed project's
+  servos when this host missed the destroy (volumes kept).
+
+Both are woken at once by membership changes, spec merges and servo changes, and run at least
+every `ROUND_S` in any case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import trio
+
+from node.executor import Executor
+from node.logfmt import get_logger
+from node.projects import ProjectRegistry
+from placement.converge import Remove, ServoView, Start, Stop, host_actions, recovery_owner
+
+log = get_logger("node.recovery")
+
+ROUND_S = 2.0
+MIN_GAP_S = 0.2  # coalesce a burst of wake-ups (a region's deaths arrive one by one)
+
+
+class HostDuties(Protocol):
+    def servo_records(self) -> list[dict[str, Any]]: ...
+    async def stop_servo(self, servo_id: str) -> Any: ...
+    async def start_servo(self, servo_id: str) -> Any: ...
+    async def remove_servo(self, servo_id: str) -> Any: ...
+
+
+class RecoveryLoop:
+    def __init__(
+        self,
+        me: str,
+        registry: ProjectRegistry,
+        executor: Executor,
+        host: HostDuties,
+        draining: Callable[[], bool],
+        on_action: Callable[[str, int], None] = lambda kind, n: None,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.me = me
+        self.registry = registry
+        self.executor = executor
+        self.host = host
+        self._draining = draining
+        self._on_action = on_action
+        self._on_change = on_change
+        self._wake = trio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            with trio.move_on_after(ROUND_S):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            try:
+                await self.host_round()
+                await self.owner_round()
+            except Exception:  # a bug in one round must not end recovery for good
+                log.exception("recovery.round_failed")
+            await trio.sleep(MIN_GAP_S)
+
+    async def host_round(self) -> int:
+        """Bring this host's own servos to the desired state this agent knows."""
+        desired = {}
+        servos = []
+        for r in self.host.servo_records():
+            project = str(r["project"])
+            entry = self.registry.get(project)
+            if entry is None:
+                continue
+            desired[project] = entry.project.desired() if entry.project else None
+            servos.append(
+                ServoView(
+                    str(r["id"]), project, self.me, str(r["state"]), slot=int(r.get("slot", 0))
+                )
+            )
+        done = 0
+        for action in host_actions(self.me, servos, desired):
+            try:
+                if isinstance(action, Stop):
+                    await self.host.stop_servo(action.servo_id)
+                elif isinstance(action, Start):
+                    await self.host.start_servo(action.servo_id)
+                elif isinstance(action, Remove):
+                    await self.host.remove_servo(action.servo_id)
+                done += 1
+                log.info("servo.reconciled", servo=action.servo_id, why=action.why)
+            except Exception as exc:  # one servo's trouble must not stop the others
+                log.warning("servo.reconcile_failed", servo=action.servo_id, detail=str(exc))
+        if done:
+            self._on_change()
+        return done
+
+    async def owner_round(self) -> list[str]:
+        """Converge every project this agent owns whose plan is not empty."""
+        if self._draining():
+            return []
+        peers = self.executor.peers()
+        alive = [p.name for p in peers if p.status == "alive"]
+        touched = []
+        for project in self.registry.live():
+            if project.stopped or recovery_owner(project.name, alive) != self.me:
+                continue
+            if not self.executor.plan(project, peers).actions:
+                continue
+            outcome = await self.executor.converge(project)
+            touched.append(project.name)
+            if outcome.created:
+                self._on_action("create", len(outcome.created))
+            if outcome.removed:
+                self._on_action("remove", len(outcome.removed))
+            log.info(
+                "recovery.converged",
+                project=project.name,
+                created=len(outcome.created),
+                removed=len(outcome.removed),
+                missing=outcome.missing,
+            )
+            peers = self.executor.peers()
+        return touched
