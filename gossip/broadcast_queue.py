@@ -74,11 +74,11 @@ class BroadcastQueue:
             del self._buckets[item.sent]
             del self._floors[item.sent]
 
-    def take(self, budget_bytes: int, members: int) -> list[list[Any]]:
-        """Broadcasts that fit in `budget_bytes`; each counts as one more transmission."""
+    def _choose(self, budget_bytes: int) -> list[_Item]:
+        """The broadcasts the next packet carries: least sent first, newest first among equals,
+        as long as they fit `budget_bytes`."""
         if not self._items or budget_bytes < MIN_COST:
             return []
-        limit = retransmit_limit(self.retransmit_mult, members)
         buckets, floors = self._buckets, self._floors
         chosen: list[_Item] = []
         spent = 0
@@ -94,6 +94,20 @@ class BroadcastQueue:
                     break
             if budget_bytes - spent < MIN_COST:
                 break
+        return chosen
+
+    def peek(self, budget_bytes: int) -> list[list[Any]]:
+        """What `take` would return, without counting a transmission: for packets to members
+        not believed alive, which cannot pass a broadcast on (see `Gossip._gossip`)."""
+        return [item.msg for item in self._choose(budget_bytes)]
+
+    def take(self, budget_bytes: int, members: int) -> list[list[Any]]:
+        """Broadcasts that fit in `budget_bytes`; each counts as one more transmission."""
+        chosen = self._choose(budget_bytes)
+        if not chosen:
+            return []
+        limit = retransmit_limit(self.retransmit_mult, members)
+        buckets, floors = self._buckets, self._floors
         items = self._items
         for item in chosen:  # _unbucket, then _bucket one level up, inlined: the hot path
             key, sent = item.key, item.sent

@@ -36,6 +36,16 @@ def test_entries_retire_after_their_limit() -> None:
     assert sends == 2
 
 
+def test_peek_chooses_as_take_does_but_counts_no_transmission() -> None:
+    q = BroadcastQueue(retransmit_mult=1)
+    q.put("a", ["a1"], 10)
+    q.put("b", ["b1"], 10)
+    for _ in range(3):  # packets to members not believed alive: the entries stay unsent
+        assert q.peek(12) == [["b1"]]
+    assert q.take(100, members=5) == [["b1"], ["a1"]]
+    assert len(q) == 0 and q.peek(100) == []
+
+
 class _ReferenceQueue:
     """The queue's contract written the slow, obvious way: sort everything on every take.
 
@@ -54,13 +64,20 @@ class _ReferenceQueue:
     def put(self, key: str, msg: list, size: int) -> None:
         self.items[key] = [msg, size + 2, 0, self._stamp()]
 
-    def take(self, budget: int, members: int) -> list:
-        limit = retransmit_limit(self.mult, members)
+    def _choose(self, budget: int) -> list[str]:
         spent, chosen = 0, []
         for key, entry in sorted(self.items.items(), key=lambda kv: (kv[1][2], -kv[1][3])):
             if spent + entry[1] <= budget:
                 spent += entry[1]
                 chosen.append(key)
+        return chosen
+
+    def peek(self, budget: int) -> list:
+        return [self.items[key][0] for key in self._choose(budget)]
+
+    def take(self, budget: int, members: int) -> list:
+        limit = retransmit_limit(self.mult, members)
+        chosen = self._choose(budget)
         out = []
         for key in chosen:
             entry = self.items[key]
@@ -78,6 +95,7 @@ class _ReferenceQueue:
             # few sizes and small budgets, so exact fits and near-misses are common
             st.tuples(st.just("put"), st.sampled_from("abcdefghij"), st.sampled_from([8, 9, 18])),
             st.tuples(st.just("take"), st.integers(0, 70), st.integers(1, 2000)),
+            st.tuples(st.just("peek"), st.integers(0, 70), st.just(0)),
         ),
         max_size=200,
     )
@@ -91,6 +109,8 @@ def test_take_matches_the_obvious_implementation(ops: list[tuple[str, object, in
             msg = [f"{a}{step}"]
             q.put(str(a), msg, b)
             ref.put(str(a), msg, b)
+        elif op == "peek":
+            assert q.peek(int(str(a))) == ref.peek(int(str(a)))
         else:
             assert q.take(int(str(a)), members=b) == ref.take(int(str(a)), b)
         assert len(q) == len(ref.items)
