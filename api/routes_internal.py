@@ -66,6 +66,7 @@ def install_internal_routes(app: FastAPI, ctx: AgentContext) -> None:
                 status_code=409,
             )
         key = body.get("idempotency_key")
+        existed = ctx.host.get(spec.servo_id) is not None
         try:
             record = await ctx.host.create_servo(spec, idempotency_key=key)
         except AdmissionRefused as exc:
@@ -80,7 +81,8 @@ def install_internal_routes(app: FastAPI, ctx: AgentContext) -> None:
             return JSONResponse(error_body("host_error", str(exc), reason="host_error"), 503)
         finally:
             ctx.publish_meta()
-        return JSONResponse(record.to_dict())
+        # a second create of an id is the same request: say so, so the caller counts nothing new
+        return JSONResponse({**record.to_dict(), "existed": existed})
 
     @router.post("/servos/{servo_id}/{action}")
     async def servo_action(servo_id: str, action: str, request: Request) -> dict[str, Any]:

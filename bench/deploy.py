@@ -1,9 +1,11 @@
-"""Deploy throughput and latency on a 5-agent loopback cluster with the fake runtime.
+"""Deploy throughput and latency on loopback clusters of several sizes, fake runtime.
 
-    .venv/bin/python bench/deploy.py [--projects 200] [--replicas 3]
+    .venv/bin/python bench/deploy.py [--agents 5 40] [--projects 100] [--replicas 3]
 
-Prints deploys per second through one agent (one request at a time) and through all five at
-once (concurrent clients), with p50/p99 deploy latency. Figures only; nothing is asserted.
+For each cluster size, in the same run: deploys through one agent, one request at a time
+(latency p50/p99, and the ratio of each size's p50 to the first size's: a deploy must not cost
+more on a larger cluster, since it asks only the hosts it places on), then through every agent
+at once with `--concurrency` clients each. Figures only; nothing is asserted.
 """
 
 from __future__ import annotations
@@ -57,44 +59,66 @@ async def run_phase(
     return time.perf_counter() - t0, latencies
 
 
+def measure(
+    base: Path, size: int, args: argparse.Namespace
+) -> list[tuple[str, float, list[float]]]:
+    gen = make_cluster(base)
+    cluster: Cluster = next(gen)
+    try:
+        seed = cluster.add("b0", region="r0", memory="256G", cpus="256")
+        for i in range(1, size):
+            cluster.add(f"b{i}", region=f"r{i % 3}", join=[seed], memory="256G", cpus="256")
+        cluster.wait_healthy(timeout_s=120)
+        cluster.wait_all_alive(timeout_s=180)
+        time.sleep(3)  # let the joins' gossip settle before timing
+        apis = [a.api for a in cluster.agents]
+        rows = []
+        one = [f"one-{i}" for i in range(args.projects)]
+        wall, lat = trio.run(run_phase, apis[:1], one, args.replicas, 1)
+        rows.append((f"{size} agents: one agent, 1 client", len(lat) / wall, lat))
+        if args.concurrency:
+            many = [f"all-{i}" for i in range(args.projects)]
+            some = apis[: min(len(apis), 5)]
+            wall, lat = trio.run(run_phase, some, many, args.replicas, args.concurrency)
+            rows.append(
+                (
+                    f"{size} agents: {len(some)} agents x {args.concurrency} clients",
+                    len(lat) / wall,
+                    lat,
+                )
+            )
+        return rows
+    finally:
+        cluster.stop_all()
+        with contextlib.suppress(StopIteration):
+            next(gen)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--projects", type=int, default=200)
+    parser.add_argument("--agents", type=int, nargs="+", default=[5, 40])
+    parser.add_argument("--projects", type=int, default=100)
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument(
-        "--concurrency", type=int, default=4, help="clients per agent in the all-agents phase"
+        "--concurrency",
+        type=int,
+        default=4,
+        help="clients per agent in the concurrent phase (through up to 5 agents; 0 skips it)",
     )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="shoal-bench-") as tmp:
-        gen = make_cluster(Path(tmp))
-        cluster: Cluster = next(gen)
-        try:
-            seed = cluster.add("b0", region="eu", memory="256G", cpus="256")
-            for i in range(1, 5):
-                cluster.add(
-                    f"b{i}", region="eu" if i < 3 else "us", join=[seed], memory="256G", cpus="256"
-                )
-            cluster.wait_healthy()
-            cluster.wait_all_alive(timeout_s=60)
-            apis = [a.api for a in cluster.agents]
-            rows = []
-            one = [f"one-{i}" for i in range(args.projects)]
-            wall, lat = trio.run(run_phase, apis[:1], one, args.replicas, 1)
-            rows.append(("one agent, 1 client", len(lat) / wall, lat))
-            many = [f"all-{i}" for i in range(args.projects)]
-            wall, lat = trio.run(run_phase, apis, many, args.replicas, args.concurrency)
-            rows.append((f"five agents, {args.concurrency} clients each", len(lat) / wall, lat))
-            print(f"\n5 agents, fake runtime, {args.projects} projects x {args.replicas} replicas")
-            print(f"{'phase':<34} {'deploys/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
-            for label, rate, lat in rows:
-                p50, p99 = statistics.median(lat) * 1000, pct(lat, 0.99) * 1000
-                print(f"{label:<34} {rate:>10.1f} {p50:>8.1f} {p99:>8.1f}")
-        finally:
-            cluster.stop_all()
-            with contextlib.suppress(StopIteration):
-                next(gen)
+    rows = []
+    for size in args.agents:
+        with tempfile.TemporaryDirectory(prefix="shoal-bench-") as tmp:
+            rows += measure(Path(tmp), size, args)
+    print(f"\nfake runtime, {args.projects} projects x {args.replicas} replicas per phase")
+    print(f"{'phase':<42} {'deploys/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'p50 / first':>12}")
+    first = statistics.median(rows[0][2])
+    for label, rate, lat in rows:
+        p50, p99 = statistics.median(lat), pct(lat, 0.99)
+        ratio = f"{p50 / first:.2f}" if "1 client" in label else ""
+        print(f"{label:<42} {rate:>10.1f} {p50 * 1000:>8.1f} {p99 * 1000:>8.1f} {ratio:>12}")
 
 
 if __name__ == "__main__":

@@ -247,6 +247,8 @@ class Executor:
             millicpus=entry.millicpus or project.millicpus,
         )
         self.overlay.added[action.servo_id] = (self._clock() + OVERLAY_TTL_S, entry)
+        if record.get("existed"):
+            return  # planned by another agent (or an earlier try) too: nothing new was made
         outcome.created.append(action.servo_id)
         log.info(
             "deploy.servo_created",

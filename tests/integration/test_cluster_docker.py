@@ -18,10 +18,13 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 def ours(docker_client: Any) -> tuple[list[Any], list[Any]]:
     """Containers and volumes made by this run's agents (their node names carry the run id)."""
+    # sparse: no inspect per container, so one that vanishes meanwhile is no error
     cs = [
         c
-        for c in docker_client.containers.list(all=True, filters={"label": "shoal.node"})
-        if c.labels.get("shoal.node", "").startswith(RUN_ID)
+        for c in docker_client.containers.list(
+            all=True, filters={"label": "shoal.node"}, sparse=True
+        )
+        if (c.attrs.get("Labels") or {}).get("shoal.node", "").startswith(RUN_ID)
     ]
     vs = [
         v

@@ -27,7 +27,9 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 def test_steady_run_kill9_and_graceful_leave(cluster: Cluster) -> None:
     seed = cluster.add("g1")
     for i in range(2, 6):
-        cluster.add(f"g{i}", region="eu" if i % 2 else "us", join=[seed])
+        # g4 leaves when stopped; a plain stop is a restart, not a departure
+        extra = ["--leave-on-stop"] if i == 4 else []
+        cluster.add(f"g{i}", region="eu" if i % 2 else "us", join=[seed], extra=extra)
     cluster.wait_healthy()
     cluster.wait_all_alive(timeout_s=30)
 
