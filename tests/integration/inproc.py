@@ -56,9 +56,7 @@ class InProcCluster:
         **extra: object,
     ) -> AgentContext:
         name = f"{RUN_ID}-{short}"
-        seeds = tuple(
-            f"127.0.0.1:{self.agents[f'{RUN_ID}-{j}'].config.gossip_port}" for j in join
-        )
+        seeds = tuple(f"127.0.0.1:{self.agents[f'{RUN_ID}-{j}'].config.gossip_port}" for j in join)
         config = AgentConfig(
             name=name,
             region=region,
@@ -103,11 +101,12 @@ class InProcCluster:
 
 
 async def wait_for(what: str, check: Callable[[], object], timeout_s: float = 30) -> None:
-    with trio.move_on_after(timeout_s):
-        while not check():
-            await trio.sleep(0.1)
-        return
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+    """Poll `check` (state spread over several agents' loops: no one event to wait on)."""
+    deadline = trio.current_time() + timeout_s
+    while not check():
+        if trio.current_time() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        await trio.sleep(0.1)
 
 
 def make_key(base: Path) -> Path:
