@@ -111,9 +111,14 @@ class ProjectService:
         return project, await self.executor.converge(project)
 
     async def destroy(self, name: str, keep_volumes: bool = False) -> int:
+        """The one use case that deletes data (unless `keep_volumes`): the servos' volumes, and
+        the volumes of this project kept earlier (scale-downs, moves) on every reachable host."""
         self.get(name)
         await self.specs.push(self.specs.write(name, None))
-        return await self._servo_actions(name, "destroy", keep_volume=keep_volumes)
+        removed = await self._servo_actions(name, "destroy", keep_volume=keep_volumes)
+        if not keep_volumes:
+            await self.prune_volumes(None, name, None)
+        return removed
 
     async def _servo_actions(
         self,

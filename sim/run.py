@@ -223,6 +223,21 @@ def _simulate(args: SimArgs, progress: Callable[[float, float], None] | None) ->
     def failed_or_cut() -> bool:
         return bool(failed) or bool(cut) or args.scenario == "slow-nodes"
 
+    under_now = [0]
+
+    def on_change() -> None:
+        """Every servo created or removed: note the exact moment the last project is whole
+        again (the 1 s samples would round it up)."""
+        now = net.engine.now
+        if now < fail_t or restored_at[0] is not None or not failed_or_cut():
+            return
+        counts = fleet.live_counts()
+        under_now[0] = sum(1 for p, c in counts.items() if c < fleet.specs[p].count)
+        if under_now[0] == 0:
+            restored_at[0] = now - fail_t
+
+    fleet.on_change = on_change
+
     net.engine.at(t0, sample)
     msgs0 = [0, 0]
 
