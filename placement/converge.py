@@ -21,9 +21,11 @@ Rules, in the order they are applied:
 - Too many: first the later duplicates of a slot go (when a node thought lost comes back, its
   servo is the original, with the data, and the replacement made in its absence goes), then the
   highest slots (a scale-down from 5 to 3 removes slots 4 and 3).
-- Once the project is at its count: failed servos and servos on draining nodes go (replacement
-  first, removal after, so a drain never drops below the count and a failure is not forgotten
-  - its node stays excluded - before it is replaced).
+- Once the project is at its count: servos on draining nodes go (replacement first, removal
+  after, so a drain never drops below the count). A failed servo of the current generation stays
+  listed, holding no resources, with its stopped container and its logs for the operator, and
+  its node stays excluded for the project (a crash loop is not carried from host to host
+  forever); a new generation, a destroy or an explicit removal clears it.
 - A removal never deletes data: the host keeps the volume (listed, pruned only after a
   retention or by an explicit prune).
 
@@ -211,7 +213,9 @@ def converge(
     if len(counted) < want:
         held = {s.slot for s in counted}
         slots = [s for s in range(want + len(counted)) if s not in held][: want - len(counted)]
-        failed_on = {s.node for s in mine if s.state == "failed"}
+        failed_on = {
+            s.node for s in mine if s.state == "failed" and s.generation == desired.generation
+        }
         request = PlacementRequest(
             project=desired.name,
             count=len(slots),
@@ -247,8 +251,10 @@ def converge(
         actions.extend(_extras(desired, counted, len(counted) - want))
     else:
         for s in mine:
-            if s.state == "failed":
-                actions.append(Remove(desired.name, s.servo_id, s.node, "failed; replaced"))
+            if s.state == "failed" and s.generation != desired.generation:
+                actions.append(
+                    Remove(desired.name, s.servo_id, s.node, "failed in an older generation")
+                )
             elif status[s.node] == DRAINING and s.state in HELD_STATES:
                 actions.append(
                     Remove(desired.name, s.servo_id, s.node, f"{s.node} draining; replaced")

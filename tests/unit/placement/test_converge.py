@@ -121,10 +121,13 @@ def test_failed_servo_is_replaced_elsewhere_then_removed() -> None:
         )
     )
     assert converge(WEB, full, servos).creates[0].node == "n1"
-    # once the replacement counts, the failed one goes (its volume kept by its host)
+    # once the replacement counts, the failed one stays listed (its logs are why) until a new
+    # generation replaces it; its node stays excluded meanwhile
     after = [*servos, running(1, "n3", created=9)]
-    assert converge(WEB, *world(after)).actions == (
-        Remove("web", "web-1-1-n2", "n2", "failed; replaced"),
+    assert converge(WEB, *world(after)).actions == ()
+    newer = Desired("web", 3, 100, 100, generation=2)
+    assert converge(newer, *world(after)).actions == (
+        Remove("web", "web-1-1-n2", "n2", "failed in an older generation"),
     )
 
 
