@@ -617,7 +617,9 @@ class Gossip:
             if not msgs:
                 break
             self.outbox.append((peer.addr, msgs))
-        if cfg.gossip_to_the_dead_nodes < 1 or self._live == len(self.members):
+        if cfg.gossip_to_the_dead_nodes < 1 or (
+            not self.suspicions and self._live == len(self.members)
+        ):
             return  # nobody suspect or dead: the usual case, answered without a scan
         horizon = now - cfg.gossip_to_the_dead_s
 
