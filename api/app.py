@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api.errors import BodyLimitMiddleware, install_error_handlers
+from api.routes_ingress import install_ingress_routes
 from api.routes_internal import install_internal_routes
 from api.routes_public import install_public_routes
 from node.context import AgentContext
@@ -19,5 +20,6 @@ def create_app(ctx: AgentContext) -> FastAPI:
     install_error_handlers(app)
     install_public_routes(app, ctx)
     install_internal_routes(app, ctx)
+    install_ingress_routes(app, ctx)
     app.add_middleware(BodyLimitMiddleware)
     return app

@@ -10,7 +10,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from node.config import DEFAULT_API_PORT, DEFAULT_GOSSIP_PORT, AgentConfig
+from node.config import (
+    DEFAULT_API_PORT,
+    DEFAULT_GOSSIP_PORT,
+    DEFAULT_INGRESS_DOMAIN,
+    AgentConfig,
+)
 from node.units import UnitError, parse_memory_mb, parse_millicpus
 
 
@@ -55,6 +60,19 @@ def _agent_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="DURATION",
         help="how long a removed servo's volume is kept before it is pruned: seconds, or "
         "with a unit (30m, 12h, 7d; default: 7d)",
+    )
+    p.add_argument(
+        "--ingress-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="run an HTTP ingress (Traefik) on --bind:PORT for every project of the cluster",
+    )
+    p.add_argument(
+        "--ingress-domain",
+        default=DEFAULT_INGRESS_DOMAIN,
+        metavar="DOMAIN",
+        help="the ingress routes Host: <project>.DOMAIN (default: %(default)s)",
     )
 
 
@@ -166,6 +184,8 @@ def _config_from_args(args: argparse.Namespace) -> AgentConfig:
         leave_on_stop=args.leave_on_stop,
         restart_grace_s=args.restart_grace,
         volume_retention_s=args.volume_retention,
+        ingress_port=args.ingress_port,
+        ingress_domain=args.ingress_domain,
     )
 
 

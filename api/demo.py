@@ -29,6 +29,7 @@ AGENTS = (
     ("demo-3", "us", 17073, 17948),
 )
 IMAGE = "shoal-servo:latest"
+INGRESS_PORT = 17080  # the first agent runs the ingress: http://hello.shoal.localhost:17080/
 
 
 def docker_ready() -> bool:
@@ -77,6 +78,8 @@ def start_agents(base: Path, runtime: str, log: Any) -> list[subprocess.Popen[by
         ]
         if name != AGENTS[0][0]:
             cmd += ["--join", seed]
+        else:
+            cmd += ["--ingress-port", str(INGRESS_PORT)]
         procs.append(subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True))
     return procs
 
@@ -93,6 +96,26 @@ def _members_once_gossiped(client: ShoalClient, project: dict[str, Any]) -> list
         if time.monotonic() > deadline:
             return members  # print what gossip says now rather than hang the demo
         time.sleep(0.2)
+
+
+def _ingress_serves(project: str, timeout_s: float = 10.0) -> bool:
+    """Whether demo-1's ingress answers for the project (its proxy pulls routes every second)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(
+                f"http://127.0.0.1:{INGRESS_PORT}/",
+                headers={"Host": f"{project}.shoal.localhost"},
+                timeout=2,
+            )
+            if r.status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    return False
 
 
 def wait_for_cluster(
@@ -161,6 +184,11 @@ def main() -> int:
                 for e in s.get("endpoints", []):
                     if runtime == "docker":
                         console.print(f"  curl -s http://{e['host']}:{e['host_port']}/")
+            if runtime == "docker" and _ingress_serves("hello"):
+                # through demo-1's ingress, to whichever servo is healthy
+                console.print(
+                    f"  curl -s -H 'Host: hello.shoal.localhost' http://127.0.0.1:{INGRESS_PORT}/"
+                )
             console.print(f"  SHOAL_API={api2} .venv/bin/shoal projects")
             console.print("\n[bold]Running. Ctrl-C stops the cluster.[/bold]")
             while all(p.poll() is None for p in procs):

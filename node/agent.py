@@ -117,6 +117,10 @@ async def run_agent(
             await nursery.start(ctx.run_loops)
             nursery.start_soon(_membership_events, ctx, gossip)
             await nursery.start(serve_api, ctx)
+            if config.ingress_port is not None:
+                from node.ingress_proxy import IngressProxy
+
+                await nursery.start(IngressProxy(config).run)
             if not config.join:
                 log.info("agent.join_command", command=join_command(config))
             nursery.start_soon(_stop_on_signal, ctx, nursery.cancel_scope)

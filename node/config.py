@@ -9,6 +9,7 @@ import attrs
 
 DEFAULT_GOSSIP_PORT = 7946
 DEFAULT_API_PORT = 7070
+DEFAULT_INGRESS_DOMAIN = "shoal.localhost"
 
 
 @attrs.frozen
@@ -32,6 +33,8 @@ class AgentConfig:
     leave_on_stop: bool = False
     restart_grace_s: float = 60.0
     volume_retention_s: float = 7 * 24 * 3600.0
+    ingress_port: int | None = None  # None: this agent runs no ingress proxy
+    ingress_domain: str = DEFAULT_INGRESS_DOMAIN  # projects answer at <project>.<domain>
 
     @property
     def zone_or_default(self) -> str:
