@@ -33,7 +33,10 @@ async def three(cluster: InProcCluster) -> AgentContext:
     await cluster.add("d1", region="us", join=["d0"])
     await cluster.add("d2", region="ap", join=["d0"])
     await cluster.add("d3", region="eu", join=["d0"])
-    await wait_for("4 alive", lambda: sum(p.status == "alive" for p in front.peers()) == 4)
+    await wait_for(
+        "every agent to see 4 alive",
+        lambda: all(sum(p.status == "alive" for p in c.peers()) == 4 for c in cluster.contexts()),
+    )
     _, outcome = await front.projects.deploy(WEB)
     assert outcome.missing == 0
     return front

@@ -34,8 +34,8 @@ def four(cluster: Cluster) -> list[Agent]:
     a = cluster.add("l1", region="eu", runtime="docker", extra=["--restart-grace", "60"])
     for short, region in (("l2", "eu"), ("l3", "us"), ("l4", "ap")):
         cluster.add(short, region=region, runtime="docker", join=[a])
-    cluster.wait_healthy()
-    cluster.wait_all_alive()
+    cluster.wait_healthy(timeout_s=90)  # four Docker agents starting on two busy cores
+    cluster.wait_all_alive(timeout_s=60)
     return cluster.agents
 
 
@@ -89,9 +89,13 @@ def test_killed_container_restarts_with_data_and_scale_down_keeps_volumes(
     r = httpx.put(f"{front.api}/v1/projects/kill", json=SPEC, timeout=120)
     assert r.json()["complete"], r.text
     servo = r.json()["servos"][0]
-    (sparse,) = [
-        c for c in ours(docker_client)[0] if c.attrs["Labels"].get("shoal.servo") == servo["id"]
-    ]
+
+    def find() -> list[Any]:
+        return [
+            c for c in ours(docker_client)[0] if c.attrs["Labels"].get("shoal.servo") == servo["id"]
+        ]
+
+    (sparse,) = wait_until(f"the container of {servo['id']}", find, 10)
     container = docker_client.containers.get(sparse.id)
     assert container.exec_run(["sh", "-c", "echo precious > /data/file"]).exit_code == 0
     container.kill()

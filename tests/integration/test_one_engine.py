@@ -47,10 +47,15 @@ async def deployed_ids(tmp_path: Path) -> list[str]:
         cluster = InProcCluster(nursery, tmp_path, make_key(tmp_path))
         await cluster.add("a0", region="eu")
         await cluster.add("a1", region="us", join=["a0"])
-        entry = await cluster.add("a2", region="ap", join=["a0"])
-        await wait_for("3 alive members", lambda: len(entry.peers()) == 3)
+        await cluster.add("a2", region="ap", join=["a0"])
+        await wait_for(
+            "every agent to see 3 alive",
+            lambda: all(
+                sum(p.status == "alive" for p in c.peers()) == 3 for c in cluster.contexts()
+            ),
+        )
         _, outcome = await cluster.ctx("a1").projects.deploy(WEB)
-        assert outcome.missing == 0
+        assert outcome.missing == 0, outcome.failures
         nursery.cancel_scope.cancel()
     return sorted(s.servo_id for s in outcome.servos)
 
@@ -78,7 +83,12 @@ async def test_two_agents_converging_one_project_at_once_make_no_extra_servo(
         b = await cluster.add("r1", region="us", join=["r0"])
         await cluster.add("r2", region="ap", join=["r0"])
         await cluster.add("r3", region="eu", join=["r0"])
-        await wait_for("4 alive members", lambda: len(b.peers()) == 4 and len(a.peers()) == 4)
+        await wait_for(
+            "every agent to see 4 alive",
+            lambda: all(
+                sum(p.status == "alive" for p in c.peers()) == 4 for c in cluster.contexts()
+            ),
+        )
         entry = a.specs.write("web", WEB)
         await a.specs.push(entry)
         await wait_for("b to learn the spec", lambda: b.registry.get("web") is not None)
@@ -87,9 +97,7 @@ async def test_two_agents_converging_one_project_at_once_make_no_extra_servo(
             race.start_soon(b.executor.converge, WEB)
 
         def servos() -> list[str]:
-            return sorted(
-                r["id"] for ctx in cluster.contexts() for r in ctx.host.servo_records()
-            )
+            return sorted(r["id"] for ctx in cluster.contexts() for r in ctx.host.servo_records())
 
         await trio.sleep(3)  # recovery rounds of every agent ran meanwhile
         assert len(servos()) == 3, servos()
