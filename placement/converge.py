@@ -50,6 +50,31 @@ DRAINING = "draining"
 
 
 @attrs.frozen
+class UpdatePolicy:
+    """How a new generation replaces the old one (Kubernetes' maxSurge/maxUnavailable=0 and
+    Nomad's update stanza): `surge` servos above `replicas` at most, `parallel` new servos not
+    yet proven at a time, each proven by `healthy_for_s` of running (healthy) before an old one
+    goes; a new servo that fails, or a rollout not done within `deadline_s`, fails it."""
+
+    parallel: int = 1
+    surge: int = 1
+    healthy_for_s: float = 5.0
+    deadline_s: float = 120.0
+    auto_rollback: bool = True
+
+
+@attrs.frozen
+class Rollout:
+    """Where the current generation's rollout stands, derived from the view."""
+
+    generation: int
+    state: str  # in_progress | succeeded | failed
+    updated: int  # counted servos of the new generation
+    healthy: int  # of those, proven (running for healthy_for_s)
+    reason: str = ""
+
+
+@attrs.frozen
 class Desired:
     """A project's desired state, as the engine needs it (units: MiB, millicpus)."""
 
@@ -61,6 +86,9 @@ class Desired:
     max_per_host: int = 1
     stopped: bool = False
     generation: int = 1
+    update: UpdatePolicy = UpdatePolicy()
+    # when the current generation's rollout began (ms, wall clock); 0 when none is under way
+    rollout_started_ms: int = 0
 
     @property
     def count(self) -> int:
@@ -78,6 +106,7 @@ class ServoView:
     generation: int = 1
     slot: int = 0
     created_ms: int = 0
+    ready_since_ms: int = 0  # running (and healthy, when checked) since then; 0: not ready
 
 
 @attrs.frozen
@@ -88,6 +117,7 @@ class Create:
     slot: int
     generation: int
     why: str
+    replaces: str | None = None  # the old servo it takes over from; it may share its host
 
 
 @attrs.frozen
@@ -128,6 +158,7 @@ class Plan:
     counted: int
     actions: tuple[Action, ...]
     decision: Decision | None = None
+    rollout: Rollout | None = None
 
     @property
     def missing(self) -> int:
@@ -190,6 +221,7 @@ def converge(
     servos: Sequence[ServoView],
     exclude: Iterable[str] = (),
     index: PlacementIndex | None = None,
+    now_ms: int = 0,
 ) -> Plan:
     """The actions that bring `desired` about in `view`.
 
@@ -197,6 +229,7 @@ def converge(
     every project on it; `servos` lists this project's servos in detail, wherever reported.
     `exclude` names nodes not to place on this time (they refused or did not answer); `index`,
     when given, must be `PlacementIndex(view)` (a caller planning many projects builds it once).
+    `now_ms` (wall clock) is compared with servos' `ready_since_ms` and the rollout's deadline.
     """
     status = {n.name: n.status for n in view.nodes}
     mine = sorted(
@@ -209,6 +242,13 @@ def converge(
     decision: Decision | None = None
     if desired.stopped:
         return Plan(desired.name, want, len(counted), ())
+    rollout = _rollout_status(desired, mine, counted, now_ms)
+    if rollout is not None and rollout.state == "failed":
+        # nothing more of this generation: the caller rolls back (a new desired state) or holds
+        return Plan(desired.name, want, len(counted), (), None, rollout)
+    if any(s.generation != desired.generation for s in counted):
+        actions, decision = _rolling(desired, view, mine, counted, exclude, now_ms)
+        return Plan(desired.name, want, len(counted), tuple(actions), decision, rollout)
 
     if len(counted) < want:
         held = {s.slot for s in counted}
@@ -259,7 +299,149 @@ def converge(
                 actions.append(
                     Remove(desired.name, s.servo_id, s.node, f"{s.node} draining; replaced")
                 )
-    return Plan(desired.name, want, len(counted), tuple(actions), decision)
+    return Plan(desired.name, want, len(counted), tuple(actions), decision, rollout)
+
+
+def ready(servo: ServoView, policy: UpdatePolicy, now_ms: int) -> bool:
+    """Proven: running (healthy, when checked) for the policy's `healthy_for_s`."""
+    return (
+        servo.state == "running"
+        and servo.ready_since_ms > 0
+        and now_ms - servo.ready_since_ms >= policy.healthy_for_s * 1000
+    )
+
+
+def _rollout_status(
+    desired: Desired, mine: list[ServoView], counted: list[ServoView], now_ms: int
+) -> Rollout | None:
+    if not desired.rollout_started_ms:
+        return None
+    gen = desired.generation
+    new = [s for s in counted if s.generation == gen]
+    proven = [s for s in new if ready(s, desired.update, now_ms)]
+    failed = [s for s in mine if s.generation == gen and s.state == "failed"]
+    old = [s for s in counted if s.generation != gen]
+    if failed:
+        reason = f"servo {failed[0].servo_id} on {failed[0].node} failed"
+        return Rollout(gen, "failed", len(new), len(proven), reason)
+    if len(proven) >= desired.count and not old:
+        return Rollout(gen, "succeeded", len(new), len(proven))
+    if now_ms > desired.rollout_started_ms + desired.update.deadline_s * 1000:
+        reason = (
+            f"{len(proven)} of {desired.count} new servos healthy after "
+            f"{desired.update.deadline_s:g} s"
+        )
+        return Rollout(gen, "failed", len(new), len(proven), reason)
+    return Rollout(gen, "in_progress", len(new), len(proven))
+
+
+def _rolling(
+    desired: Desired,
+    view: ClusterView,
+    mine: list[ServoView],
+    counted: list[ServoView],
+    exclude: Iterable[str],
+    now_ms: int,
+) -> tuple[list[Action], Decision | None]:
+    """One step of a rolling update: old servos whose slot has a proven new one go; new servos
+    are started for slots still on the old generation, within `surge` and `parallel`; slots
+    lost meanwhile are filled with the new generation. Never fewer than `replicas` counted."""
+    gen, want, policy = desired.generation, desired.count, desired.update
+    actions: list[Action] = []
+    new = {s.slot: s for s in reversed(counted) if s.generation == gen}  # the original wins
+    old: dict[int, list[ServoView]] = {}
+    for s in counted:
+        if s.generation != gen:
+            old.setdefault(s.slot, []).append(s)
+    for s in mine:
+        if s.state == "failed" and s.generation != gen:
+            actions.append(
+                Remove(desired.name, s.servo_id, s.node, "failed in an older generation")
+            )
+    # old servos whose slot has a proven replacement, and old servos beyond the count once
+    # every slot below it is proven
+    gone: set[str] = set()
+    for slot, olds in sorted(old.items()):
+        successor = new.get(slot)
+        if slot < want and successor is not None and ready(successor, policy, now_ms):
+            for s in olds:
+                gone.add(s.servo_id)
+                actions.append(
+                    Remove(
+                        desired.name,
+                        s.servo_id,
+                        s.node,
+                        f"replaced by {successor.servo_id} (generation {gen}, healthy)",
+                    )
+                )
+    all_proven = all(slot in new and ready(new[slot], policy, now_ms) for slot in range(want))
+    for slot, olds in sorted(old.items()):
+        if slot >= want and all_proven:
+            for s in olds:
+                if s.servo_id not in gone:
+                    gone.add(s.servo_id)
+                    actions.append(
+                        Remove(desired.name, s.servo_id, s.node, f"scale-down to {want}")
+                    )
+    remaining = [s for s in counted if s.servo_id not in gone]
+    in_flight = sum(1 for slot, s in new.items() if slot in old and not ready(s, policy, now_ms))
+    room = min(policy.parallel - in_flight, want + policy.surge - len(remaining))
+    todo: list[tuple[int, ServoView | None]] = [
+        (slot, None) for slot in range(want) if slot not in new and slot not in old
+    ]  # lost slots first: they are below the count
+    todo += [
+        (slot, olds[0]) for slot, olds in sorted(old.items()) if slot < want and slot not in new
+    ][: max(0, room)]
+    decision: Decision | None = None
+    failed_on = {s.node for s in mine if s.state == "failed" and s.generation == gen}
+    placed: list[tuple[str, str]] = []
+    for slot, predecessor in todo:
+        # the new servo may share a host with the old one it replaces (so a rollout with no
+        # spare host never gets stuck): that old servo is left out of the view it is placed in
+        others = [s for s in remaining if predecessor is None or s.servo_id != predecessor.servo_id]
+        step_view = view
+        if predecessor is not None:
+            step_view = ClusterView(
+                tuple(
+                    attrs.evolve(
+                        n,
+                        servos=tuple(r for r in n.servos if r.servo_id != predecessor.servo_id),
+                    )
+                    if n.name == predecessor.node
+                    else n
+                    for n in view.nodes
+                )
+            )
+        request = PlacementRequest(
+            project=desired.name,
+            count=1,
+            memory_mb=desired.memory_mb,
+            millicpus=desired.millicpus,
+            spread=desired.spread,
+            existing=tuple((s.servo_id, s.node) for s in others) + tuple(placed),
+            max_per_host=desired.max_per_host,
+        )
+        decision = PlacementIndex(step_view).place(request, tuple(sorted({*exclude, *failed_on})))
+        for node in decision.placements:
+            sid = servo_id_for(desired.name, gen, slot, node)
+            placed.append((sid, node))
+            why = (
+                f"generation {gen} for slot {slot}, replacing {predecessor.servo_id}"
+                if predecessor is not None
+                else f"slot {slot} missing"
+            )
+            actions.append(
+                Create(
+                    desired.name,
+                    sid,
+                    node,
+                    slot,
+                    gen,
+                    why,
+                    predecessor.servo_id if predecessor is not None else None,
+                )
+            )
+    return actions, decision
 
 
 def _extras(desired: Desired, counted: list[ServoView], n: int) -> list[Remove]:
