@@ -12,6 +12,14 @@ servo when the agent starts (a rebooted host is whole again before it serves) an
 as a safety net. Both feed the same `_observe`, which asks the pure policy of
 `node/servo_lifecycle.py` what an exit means: restart in place after a backoff, or `failed`.
 
+A servo with a health check (`ServoSpec.health`, node/health.py) is probed by this host, one
+small Trio task per container run (`_check_health`, in the watcher's nursery), which feeds each
+answer to the pure `on_probe` and carries out its verdict: `starting` -> `running` at the first
+pass; after `threshold` failures in a row (past the grace) the container is stopped and the stop
+is an exit with reason `unhealthy`, taken by the same `_exited` as a crash (backoff, crash loop,
+`failed`). The checker starts with each (re)start of the container and is cancelled when the
+servo exits, stops, fails or is removed.
+
 A volume is never deleted implicitly. `remove_servo` (scale-down, drain, replacement) keeps it
 and remembers it as kept; only `destroy_servo` (an explicit project destroy), `prune_volumes`
 and the retention loop delete volumes. A servo re-created here with the same id gets its kept
@@ -31,6 +39,7 @@ import trio
 
 from node.admission import Admission
 from node.capacity import Capacity
+from node.health import HealthCheck, Probe, ProbeHistory, on_probe, probe_address
 from node.logfmt import get_logger
 from node.runtime import (
     ContainerStatus,
@@ -52,6 +61,7 @@ from node.servo_lifecycle import (
     exit_reason,
     on_exit,
     on_started,
+    started_event,
     transition,
 )
 from node.store import HostStore, KeptVolume
@@ -116,9 +126,14 @@ class HostService:
     """One host's servos. Records are the truth (SQLite); the engine is made to match them.
 
     Hooks, all called synchronously and shielded from their own exceptions:
-    `on_change()` after any record is created, changes state or restarts, or is deleted (the
+    `on_change()` after any record is created, changes state or restarts, or is deleted, and
+    so whenever a servo's health flips, since `healthy` is `running` for a checked servo (the
     agent republishes its gossip state); `on_exit(servo_id, reason)` on every exit it did not
-    ask for; `on_failed(servo_id, reason)` when a servo becomes `failed`.
+    ask for (and on an `unhealthy` verdict); `on_failed(servo_id, reason)` when a servo
+    becomes `failed`.
+
+    `probe` runs one health check (default: the runtime's own, a real request on Docker); tests
+    pass theirs to decide what is healthy.
     """
 
     def __init__(
@@ -131,6 +146,7 @@ class HostService:
         clock: Callable[[], float] = trio.current_time,
         policy: RestartPolicy | None = None,
         wall_ms: Callable[[], int] = _wall_ms,
+        probe: Probe | None = None,
     ) -> None:
         self.node = node
         self.runtime = runtime
@@ -151,6 +167,10 @@ class HostService:
         self._oom_seen: set[str] = set()  # servos whose container had an `oom` event
         self._observing: set[str] = set()  # servos with an observe task under way
         self._observe_again: set[str] = set()  # ... and an event that came in meanwhile
+        self._probe: Probe = probe if probe is not None else runtime.probe
+        self._launches: dict[str, int] = {}  # servo -> count of its container's starts seen
+        self._checkers: dict[str, trio.CancelScope] = {}  # servo -> its running health checker
+        self._nursery: trio.Nursery | None = None  # the watcher's, where checkers run
         self._wake = trio.Event()  # set when a restart is scheduled
         self._restarter_running = False
         self._reconciled = False  # the first reconcile is the boot one
@@ -210,6 +230,8 @@ class HostService:
         self._history.pop(servo_id, None)
         self._restart_at.pop(servo_id, None)
         self._oom_seen.discard(servo_id)
+        self._stop_checker(servo_id)
+        self._launches.pop(servo_id, None)
         self._hook(self.on_change)
 
     def _lock(self, servo_id: str) -> trio.Lock:
@@ -229,20 +251,26 @@ class HostService:
         }
 
     def _running(self, record: ServoRecord, restarts: int | None = None) -> ServoRecord:
-        """Its container runs from now: the one place a record becomes `running`."""
+        """Its container runs from now: the one place a record becomes `running`, or, with a
+        health check, `starting` with a fresh checker (`running` comes with its first pass)."""
         sid = record.servo_id
         self._history[sid] = on_started(self._history.get(sid, CrashHistory()), self._clock())
         self._restart_at.pop(sid, None)
         self._oom_seen.discard(sid)
-        return self._save(
+        self._stop_checker(sid)
+        self._launches[sid] = self._launches.get(sid, 0) + 1
+        event = started_event(record.spec.health is not None)
+        record = self._save(
             attrs.evolve(
                 record,
-                state=transition(record.state, "started"),
+                state=transition(record.state, event),
                 error=None,
                 running_since_ms=self._wall_ms(),
                 restarts=record.restarts if restarts is None else restarts,
             )
         )
+        self._ensure_checker(record)
+        return record
 
     async def _run_container(self, record: ServoRecord) -> None:
         name = container_name(self.node, record.servo_id)
@@ -302,7 +330,13 @@ class HostService:
                 raise
             self.store.forget_volume(volume)  # a kept volume taken back is no longer kept
             record = self._running(record)
-            log.info("servo.running", servo=sid, project=spec.project, new_volume=made_volume)
+            log.info(
+                "servo.started",
+                servo=sid,
+                project=spec.project,
+                state=record.state,
+                new_volume=made_volume,
+            )
             return record
 
     async def _undo(self, record: ServoRecord, made_volume: bool) -> None:
@@ -322,6 +356,7 @@ class HostService:
         async with self._lock(servo_id):
             record = self._known(servo_id)
             state = transition(record.state, "stop")
+            self._stop_checker(servo_id)
             if record.state != "failed":
                 try:
                     await self.runtime.stop(container_name(self.node, servo_id))
@@ -468,8 +503,13 @@ class HostService:
             status = await self.runtime.status(container_name(self.node, servo_id))
             now = self._clock()
             if status.state == "running":
-                if record.state != "running":  # started by us earlier, or by someone else
-                    self._running(record)
+                if record.spec.health is None:
+                    if record.state != "running":  # started by us earlier, or by someone else
+                        self._running(record)
+                elif self._history.get(servo_id, CrashHistory()).running_since_s is None:
+                    self._running(record)  # a start we did not make: a reboot, someone else
+                else:
+                    self._ensure_checker(record)  # ours: checked from its start, if not yet
                 return
             if record.state == "restarting":
                 due_at = self._restart_at.get(servo_id)
@@ -483,18 +523,30 @@ class HostService:
                 return
             await self._exited(record, status, now)
 
-    async def _exited(self, record: ServoRecord, status: ContainerStatus, now: float) -> None:
+    async def _exited(
+        self,
+        record: ServoRecord,
+        status: ContainerStatus,
+        now: float,
+        reason: str | None = None,
+    ) -> None:
+        """An exit it did not ask for (or, `reason="unhealthy"`, a stop its health check asked
+        for): restart after the policy's backoff, or give up."""
         sid = record.servo_id
+        self._stop_checker(sid)
         code = status.exit_code if status.exit_code is not None else -1
         oom = status.oom_killed or (sid in self._oom_seen and code == 137)
         self._oom_seen.discard(sid)
-        info = ExitInfo(code, exit_reason(code, oom), self._wall_ms())
+        info = ExitInfo(code, reason or exit_reason(code, oom), self._wall_ms())
         verdict = on_exit(self.policy, self._history.get(sid, CrashHistory()), now)
         self._history[sid] = verdict.history
         self._hook(self.on_exit, sid, info.reason)
         if verdict.restart_in_s is None:
             n, window = len(verdict.history.exits_s), self.policy.window_s
-            await self._fail(record, info, f"exited {n} times within {window:.0f} s")
+            why = f"exited {n} times within {window:.0f} s"
+            if info.reason == "unhealthy":
+                why += " (the last time stopped for failing its health check)"
+            await self._fail(record, info, why)
             return
         self._restart_at[sid] = now + verdict.restart_in_s
         self._save(attrs.evolve(record, state=transition(record.state, "exited"), last_exit=info))
@@ -547,6 +599,7 @@ class HostService:
         """Give up on it here: it holds no reservation, its container stays as it is (for its
         logs), its volume and record stay until someone calls `remove_servo`."""
         sid = record.servo_id
+        self._stop_checker(sid)
         tail = await self.runtime.logs_tail(container_name(self.node, sid), 5)
         error = f"{why}; last log lines: {tail[-ERROR_TAIL_CHARS:]}" if tail else why
         self._restart_at.pop(sid, None)
@@ -590,6 +643,118 @@ class HostService:
                     await self._wake.wait()
         finally:
             self._restarter_running = False
+
+    # --- health checks ----------------------------------------------------------------------
+    def _ensure_checker(self, record: ServoRecord) -> None:
+        """Start checking a servo's health unless it has no check, is checked already, or no
+        watcher runs yet (the watcher's catch-up look at every live servo starts it then)."""
+        sid = record.servo_id
+        check = record.spec.health
+        if check is None or self._nursery is None or sid in self._checkers:
+            return
+        if record.state not in ("starting", "running"):
+            return
+        started_s = self._history.get(sid, CrashHistory()).running_since_s
+        scope = trio.CancelScope()
+        self._checkers[sid] = scope
+        self._nursery.start_soon(
+            self._check_health,
+            sid,
+            self._launches.get(sid, 0),
+            check,
+            self._clock() if started_s is None else started_s,
+            scope,
+        )
+
+    def _stop_checker(self, servo_id: str) -> None:
+        scope = self._checkers.pop(servo_id, None)
+        if scope is not None:
+            scope.cancel()
+
+    async def _check_health(
+        self, sid: str, launch: int, check: HealthCheck, started_s: float, scope: trio.CancelScope
+    ) -> None:
+        """Probe one container run of a servo every `interval_s` until it is found unhealthy
+        or the host cancels `scope` (its exit, stop, failure or removal, or a new start).
+
+        `launch` names the container run: a verdict about an earlier run is dropped."""
+        unhealthy = False
+        try:
+            with scope:
+                history = ProbeHistory()
+                while True:
+                    record = self._records.get(sid)
+                    if record is None:
+                        return
+                    port = dict(record.host_ports).get(check.port)
+                    assert port is not None, "ServoSpec checks that the port is published"
+                    began = trio.current_time()
+                    passed = await self._probe_once(check, record.host_addr, port)
+                    verdict = on_probe(check, history, passed, self._clock() - started_s)
+                    history = verdict.history
+                    if not passed:
+                        log.debug("servo.check_failed", servo=sid, failures=history.failures)
+                    if verdict.action == "healthy":
+                        await self._health_passed(sid, launch)
+                    elif verdict.action == "unhealthy":
+                        unhealthy = True
+                        break
+                    await trio.sleep_until(began + check.interval_s)
+        finally:
+            if self._checkers.get(sid) is scope:
+                del self._checkers[sid]
+        if unhealthy:  # outside the scope: the restart cancels the checker it ends
+            await self._unhealthy(sid, launch, check)
+
+    async def _probe_once(self, check: HealthCheck, host_addr: str, port: int) -> bool:
+        """One probe, bounded by the check's timeout; a probe that raises has failed."""
+        with trio.move_on_after(check.timeout_s):
+            try:
+                return bool(await self._probe(check, probe_address(host_addr), port))
+            except Exception as exc:  # a bug in a probe must not end the host's watch
+                log.warning("servo.probe_error", port=port, detail=repr(exc))
+                return False
+        return False
+
+    async def _health_passed(self, sid: str, launch: int) -> None:
+        async with self._lock(sid):
+            record = self._records.get(sid)
+            if record is None or self._launches.get(sid) != launch or record.state != "starting":
+                return
+            self._save(attrs.evolve(record, state=transition(record.state, "healthy")))
+            log.info("servo.healthy", servo=sid, restarts=record.restarts)
+
+    async def _unhealthy(self, sid: str, launch: int, check: HealthCheck) -> None:
+        """Stop a servo its check gave up on, and take the stop as an exit (`unhealthy`)."""
+        try:
+            async with self._lock(sid):
+                record = self._records.get(sid)
+                if (
+                    record is None
+                    or self._launches.get(sid) != launch
+                    or record.state not in ("starting", "running")
+                ):
+                    return
+                name = container_name(self.node, sid)
+                status = await self.runtime.status(name)
+                reason: str | None = None  # exited by itself meanwhile: an ordinary exit
+                if status.state == "running":
+                    log.warning(
+                        "servo.unhealthy",
+                        servo=sid,
+                        check=check.type,
+                        failures=check.threshold,
+                        state=record.state,
+                    )
+                    await self.runtime.stop(name)
+                    status = await self.runtime.status(name)
+                    reason = "unhealthy"
+                await self._exited(record, status, self._clock(), reason)
+        except HostError as exc:  # the engine did not answer: keep checking, judge again
+            log.warning("servo.unhealthy_unavailable", servo=sid, detail=exc.detail)
+            record = self._records.get(sid)
+            if record is not None and self._launches.get(sid) == launch:
+                self._ensure_checker(record)
 
     # --- the event watcher ------------------------------------------------------------------
     def _servo_of(self, name: str) -> str | None:
@@ -635,28 +800,35 @@ class HostService:
         started = False
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._run_restarts)
-            while True:
-                try:
-                    async with self.runtime.events(self.node) as stream:
-                        if not started:
-                            task_status.started()
-                            started = True
-                        retry_s = WATCH_RETRY_MIN_S
-                        for record in self.list_servos():
-                            if record.state in LIVE_STATES:
-                                self._on_event(nursery, "die", record.servo_id, "catch-up")
-                        async for event in stream:
-                            sid = self._servo_of(event.name)
-                            if sid is not None:
-                                self._on_event(nursery, event.action, sid, event.detail)
-                    log.warning("watch.ended", detail="the engine closed the event stream")
-                except HostError as exc:
-                    log.warning("watch.unavailable", detail=exc.detail, retry_s=retry_s)
-                if not started:
-                    task_status.started()
-                    started = True
-                await trio.sleep(retry_s)
-                retry_s = min(WATCH_RETRY_MAX_S, retry_s * 2)
+            self._nursery = nursery  # health checkers run here, and end with the watcher
+            try:
+                while True:
+                    try:
+                        async with self.runtime.events(self.node) as stream:
+                            if not started:
+                                task_status.started()
+                                started = True
+                            retry_s = WATCH_RETRY_MIN_S
+                            for record in self.list_servos():
+                                if record.state in LIVE_STATES:
+                                    self._on_event(nursery, "die", record.servo_id, "catch-up")
+                            async for event in stream:
+                                sid = self._servo_of(event.name)
+                                if sid is not None:
+                                    self._on_event(nursery, event.action, sid, event.detail)
+                        log.warning("watch.ended", detail="the engine closed the event stream")
+                    except HostError as exc:
+                        log.warning("watch.unavailable", detail=exc.detail, retry_s=retry_s)
+                    if not started:
+                        task_status.started()
+                        started = True
+                    await trio.sleep(retry_s)
+                    retry_s = min(WATCH_RETRY_MAX_S, retry_s * 2)
+            finally:
+                self._nursery = None
+                for scope in self._checkers.values():
+                    scope.cancel()
+                self._checkers.clear()
 
     # --- reconciliation ---------------------------------------------------------------------
     async def reconcile(self) -> ReconcileReport:

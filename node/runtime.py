@@ -20,11 +20,14 @@ from typing import Any, Protocol
 
 import attrs
 
+from node.health import HealthCheck, check_ports
+
 # The states of a servo; their transitions are the table in node/servo_lifecycle.py.
 SERVO_STATES = ("starting", "running", "restarting", "failed", "stopped")
 # Why a servo's container stopped: the OOM killer, a SIGKILL (exit 137) without OOM, any other
-# exit, or a restart the engine refused.
-EXIT_REASONS = ("exited", "oom", "killed", "start_failed")
+# exit, a restart the engine refused, or its health check failing `threshold` times in a row
+# (the host stopped it; node/health.py).
+EXIT_REASONS = ("exited", "oom", "killed", "start_failed", "unhealthy")
 DEFAULT_USER = "10001"
 
 
@@ -57,6 +60,11 @@ class RuntimeUnavailable(HostError):
     reason = "runtime_unavailable"
 
 
+def _a_check(check: HealthCheck | None) -> HealthCheck | None:
+    """A check of type "none" is no check: the host then tests `health is None` only."""
+    return None if check is None or check.type == "none" else check
+
+
 @attrs.frozen
 class ServoSpec:
     servo_id: str
@@ -71,8 +79,16 @@ class ServoSpec:
     user: str = DEFAULT_USER
     generation: int = 1  # the project's spec generation this servo runs
     slot: int = 0  # its replica slot; (project, generation, slot) names it
+    # checked by the host that runs it (node/health.py); None: running once started
+    health: HealthCheck | None = attrs.field(default=None, converter=_a_check)
+
+    def __attrs_post_init__(self) -> None:
+        check_ports(self.health, self.ports)  # ValueError: the caller's mistake
 
     def to_wire(self) -> dict[str, Any]:
+        # "health" only when there is a check: a spec without one is on the wire (and in the
+        # stores of older agents) exactly as before.
+        extra = {"health": self.health.to_wire()} if self.health is not None else {}
         return {
             "servo_id": self.servo_id,
             "project": self.project,
@@ -86,6 +102,7 @@ class ServoSpec:
             "user": self.user,
             "generation": self.generation,
             "slot": self.slot,
+            **extra,
         }
 
     @classmethod
@@ -104,6 +121,7 @@ class ServoSpec:
             user=str(raw.get("user", DEFAULT_USER)),
             generation=int(raw.get("generation", 1)),
             slot=int(raw.get("slot", 0)),
+            health=HealthCheck.from_wire(raw.get("health")),
         )
 
 
@@ -165,6 +183,13 @@ class ServoRecord:
         return self.spec.project
 
     @property
+    def healthy(self) -> bool | None:
+        """None: it has no health check. Otherwise whether it passes it, which is exactly
+        whether it is `running` (a checked servo is `starting` until its first passing check,
+        and is restarted after `threshold` failures in a row: node/health.py)."""
+        return None if self.spec.health is None else self.state == "running"
+
+    @property
     def endpoints(self) -> tuple[Endpoint, ...]:
         return tuple(Endpoint(c, self.host_addr, h) for c, h in self.host_ports)
 
@@ -177,6 +202,7 @@ class ServoRecord:
             "endpoints": [e.to_dict() for e in self.endpoints],
             "memory_mb": self.spec.memory_mb,
             "millicpus": self.spec.millicpus,
+            "healthy": self.healthy,
             "restarts": self.restarts,
             "last_exit": self.last_exit.to_dict() if self.last_exit is not None else None,
             "generation": self.spec.generation,
@@ -260,3 +286,9 @@ class Runtime(Protocol):
         ...
 
     async def logs_tail(self, name: str, lines: int = 20) -> str: ...
+
+    async def probe(self, check: HealthCheck, host: str, port: int) -> bool:
+        """Run one health check against a servo's port published at `host:port`.
+
+        Docker: a real request (`node.health.network_probe`); the fake: its records' word."""
+        ...

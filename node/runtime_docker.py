@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import attrs
 import trio
 
+from node.health import HealthCheck, network_probe
 from node.logfmt import get_logger
 from node.runtime import (
     CONTAINER_ACTIONS,
@@ -286,6 +287,10 @@ class DockerRuntime:
             return await self._call("logs", logs)
         except (ServoFailed, RuntimeUnavailable):
             return ""
+
+    async def probe(self, check: HealthCheck, host: str, port: int) -> bool:
+        """A real request to the port Docker published: what a client of the servo would see."""
+        return await network_probe(check, host, port)
 
     # --- events -----------------------------------------------------------------------------
     @asynccontextmanager

@@ -6,7 +6,7 @@ is announced on the event stream as Docker's `die`/`oom`/`start`), and lets test
 engine's failures: a missing image, a container that exits right after each start
 (`CRASHING_COMMAND`), a crash or OOM kill at a moment of their choosing (`crash`), a container
 that can no longer be started (`refuse_start`), a broken event stream (`break_events`), an
-unreachable engine (`reachable = False`).
+unreachable engine (`reachable = False`), a servo whose health checks fail (`unhealthy`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 import attrs
 import trio
 
+from node.health import HealthCheck
 from node.runtime import (
     ContainerEvent,
     ContainerStatus,
@@ -35,6 +36,7 @@ class _Container:
     spec: ServoSpec
     labels: dict[str, str]
     volume: str
+    host_ports: tuple[tuple[int, int], ...] = ()  # (container_port, host_port)
     state: str = "running"
     exit_code: int | None = None
     oom_killed: bool = False
@@ -48,6 +50,7 @@ class FakeRuntime:
     reachable: bool = True
     calls: list[str] = attrs.field(factory=list)
     refuse_start: set[str] = attrs.field(factory=set)  # container names whose start fails
+    unhealthy: set[str] = attrs.field(factory=set)  # container names whose health checks fail
     dropped_events: int = 0
     _subscribers: list[tuple[str, trio.MemorySendChannel[ContainerEvent]]] = attrs.field(
         factory=list
@@ -154,7 +157,9 @@ class FakeRuntime:
                 f"Conflict. The container name {name!r} is already in use", "conflict"
             )
         self.volumes.setdefault(volume, dict(labels))  # as Docker creates a named volume
-        self.containers[name] = _Container(spec, dict(labels), volume, state="created")
+        self.containers[name] = _Container(
+            spec, dict(labels), volume, host_ports=host_ports, state="created"
+        )
         self._started(name)
 
     async def status(self, name: str) -> ContainerStatus:
@@ -190,6 +195,14 @@ class FakeRuntime:
     async def list_managed(self, node: str) -> list[str]:
         self._check("list")
         return sorted(n for n, c in self.containers.items() if c.labels.get("shoal.node") == node)
+
+    async def probe(self, check: HealthCheck, host: str, port: int) -> bool:
+        """Passes while the container that published `port` runs and is not `unhealthy`: no
+        process answers on the fake, so its records do (a check costs no time here)."""
+        for name, c in self.containers.items():
+            if any(h == port for _, h in c.host_ports):
+                return c.state == "running" and name not in self.unhealthy
+        return False
 
     async def logs_tail(self, name: str, lines: int = 20) -> str:
         c = self.containers.get(name)

@@ -17,6 +17,12 @@ rather than letting it loop here for ever. A restart the engine refuses is also 
         └──────gave_up───────┴──┼──────gave_up────┴──▶ failed ──start──▶ starting
                                 │
     any live state ──stop──▶ stopped ──start──▶ starting
+
+A servo with a health check (node/health.py) is not `running` when its container starts but when
+its check first passes: its container's start is `launched` (-> `starting`), the first passing
+check is `healthy` (-> `running`), and a verdict of `unhealthy` is an `exited` like any other.
+
+    starting/running/restarting ──launched──▶ starting ──healthy──▶ running
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ class IllegalTransition(Exception):
 # What happened to a servo, as the host names it to the table.
 SERVO_EVENTS = (
     "started",  # the engine reports its container running (created, restarted, or found so)
+    "launched",  # ... the same, for a servo with a health check: it waits for its first pass
+    "healthy",  # its health check passed for the first time since its container started
     "exited",  # its container stopped without being asked to; a restart is scheduled
     "relaunch",  # its container is gone (a reboot, someone removed it): re-create it in place
     "gave_up",  # too many exits, or the engine refuses to start it: the servo is failed
@@ -43,16 +51,20 @@ SERVO_EVENTS = (
 # (state, event) -> next state. Every legal transition is here; nothing else is legal.
 TRANSITIONS: dict[tuple[str, str], str] = {
     ("starting", "started"): "running",
+    ("starting", "launched"): "starting",
+    ("starting", "healthy"): "running",
     ("starting", "exited"): "restarting",
     ("starting", "relaunch"): "starting",
     ("starting", "gave_up"): "failed",
     ("starting", "stop"): "stopped",
     ("running", "started"): "running",
+    ("running", "launched"): "starting",  # found running after a reboot: checked again first
     ("running", "exited"): "restarting",
     ("running", "relaunch"): "starting",
     ("running", "gave_up"): "failed",
     ("running", "stop"): "stopped",
     ("restarting", "started"): "running",
+    ("restarting", "launched"): "starting",
     ("restarting", "relaunch"): "starting",
     ("restarting", "gave_up"): "failed",
     ("restarting", "stop"): "stopped",
@@ -71,6 +83,11 @@ HOLDING_STATES = frozenset(SERVO_STATES) - {"failed"}
 LIVE_STATES = frozenset({"starting", "running", "restarting"})
 
 
+def started_event(checked: bool) -> str:
+    """What its container's start is to a servo: `launched` if a health check must pass first."""
+    return "launched" if checked else "started"
+
+
 def transition(state: str, event: str) -> str:
     """The state after `event`; raises `IllegalTransition` if the table does not allow it."""
     try:
@@ -83,7 +100,9 @@ OOM_EXIT_CODE = 137  # 128 + SIGKILL: the kernel's OOM killer and `docker kill` 
 
 
 def exit_reason(exit_code: int, oom_killed: bool) -> str:
-    """Why a container stopped: the engine's OOM flag first, then SIGKILL, then anything else."""
+    """Why a container stopped: the engine's OOM flag first, then SIGKILL, then anything else.
+
+    (`unhealthy` and `start_failed` are the host's own verdicts, never read off an exit code.)"""
     if oom_killed:
         return "oom"
     if exit_code == OOM_EXIT_CODE:
@@ -91,7 +110,7 @@ def exit_reason(exit_code: int, oom_killed: bool) -> str:
     return "exited"
 
 
-assert {"oom", "killed", "exited", "start_failed"} == set(EXIT_REASONS)
+assert {"oom", "killed", "exited", "start_failed", "unhealthy"} == set(EXIT_REASONS)
 
 
 @attrs.frozen

@@ -14,6 +14,7 @@ import trio
 import trio.testing
 
 from node.capacity import Capacity
+from node.health import Probe
 from node.host import HostService, container_name, volume_name
 from node.runtime import ExitInfo, ServoFailed, ServoRecord, ServoSpec
 from node.runtime_fake import CRASHING_COMMAND, FakeRuntime
@@ -46,11 +47,18 @@ def make_host(
     runtime: FakeRuntime | None = None,
     memory_mb: int = 1024,
     policy: RestartPolicy | None = None,
+    probe: Probe | None = None,
 ) -> tuple[HostService, Seen]:
     runtime = runtime if runtime is not None else FakeRuntime()
     store = HostStore(tmp_path / "host.db", NODE, fake=True)
     host = HostService(
-        NODE, runtime, store, Capacity(memory_mb, 4000), policy=policy, wall_ms=virtual_wall_ms
+        NODE,
+        runtime,
+        store,
+        Capacity(memory_mb, 4000),
+        policy=policy,
+        wall_ms=virtual_wall_ms,
+        probe=probe,
     )
     seen = Seen()
 

@@ -15,6 +15,7 @@ from node.servo_lifecycle import (
     exit_reason,
     on_exit,
     on_started,
+    started_event,
     transition,
 )
 
@@ -35,6 +36,12 @@ POLICY = RestartPolicy()
         ("stopped", "start", "starting"),
         ("failed", "start", "starting"),
         ("failed", "stop", "failed"),
+        # with a health check: launched -> starting, the first pass -> running
+        ("starting", "launched", "starting"),
+        ("restarting", "launched", "starting"),
+        ("running", "launched", "starting"),
+        ("starting", "healthy", "running"),
+        ("starting", "exited", "restarting"),  # an `unhealthy` stop before it ever passed
     ],
 )
 def test_legal_transitions(state: str, event: str, after: str) -> None:
@@ -50,6 +57,9 @@ def test_legal_transitions(state: str, event: str, after: str) -> None:
         ("stopped", "gave_up"),
         ("restarting", "exited"),  # one exit is counted once
         ("running", "start"),
+        ("running", "healthy"),  # only the first pass after a start is news
+        ("restarting", "healthy"),  # a verdict on a container that is gone
+        ("stopped", "launched"),
     ],
 )
 def test_illegal_transitions_raise(state: str, event: str) -> None:
@@ -61,6 +71,10 @@ def test_the_table_covers_exactly_the_states_and_events() -> None:
     assert {s for s, _ in TRANSITIONS} == set(SERVO_STATES)
     assert {e for _, e in TRANSITIONS} == set(SERVO_EVENTS)
     assert set(TRANSITIONS.values()) <= set(SERVO_STATES)
+
+
+def test_a_checked_servo_is_launched_not_started() -> None:
+    assert (started_event(False), started_event(True)) == ("started", "launched")
 
 
 @pytest.mark.parametrize(
