@@ -119,6 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
     dp.add_argument("--spread", choices=["region", "zone", "host"], default="region")
     dp.add_argument("--idempotency-key", default=None)
+    dp.add_argument(
+        "--health",
+        default=None,
+        metavar="http:PORT/PATH|tcp:PORT",
+        help="health check run by each servo's host (e.g. http:8080/healthz)",
+    )
+    dp.add_argument("--command", nargs="+", default=None, help="the container's command")
+    dp.add_argument(
+        "--detach", action="store_true", help="return at once instead of following the rollout"
+    )
     sub.add_parser("projects", parents=[client], help="list projects")
     for name, text in (
         ("status", "show a project and its servos"),
@@ -133,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     sc = sub.add_parser("scale", parents=[client], help="change a project's replica count")
     sc.add_argument("project")
     sc.add_argument("replicas", type=int)
+    hi = sub.add_parser("history", parents=[client], help="a project's last generations")
+    hi.add_argument("project")
+    rb = sub.add_parser(
+        "rollback", parents=[client], help="roll a project back to an earlier generation"
+    )
+    rb.add_argument("project")
+    rb.add_argument("--to", type=int, default=None, help="generation (default: the last good)")
     dr = sub.add_parser("drain", parents=[client], help="move every servo off an agent")
     dr.add_argument("node")
     ud = sub.add_parser("undrain", parents=[client], help="let a drained agent take servos again")

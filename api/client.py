@@ -96,6 +96,12 @@ class ShoalClient:
     def drain(self, node: str) -> Any:
         return self.request("POST", f"/v1/members/{node}/drain")
 
+    def history(self, name: str) -> Any:
+        return self.request("GET", f"/v1/projects/{name}/history")
+
+    def rollback(self, name: str, to: int | None = None) -> Any:
+        return self.request("POST", f"/v1/projects/{name}/rollback", json={"to": to})
+
     def undrain(self, node: str) -> Any:
         return self.request("POST", f"/v1/members/{node}/undrain")
 

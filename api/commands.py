@@ -11,10 +11,12 @@ from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from api.client import ClientError, ShoalClient
 from api.render import (
+    history_table,
     members_table,
     print_deploy,
     print_status,
@@ -33,7 +35,7 @@ def _spec(args: argparse.Namespace) -> dict[str, Any]:
         if not sep or not key:
             raise ClientError(f"--env wants KEY=VALUE, got {item!r}")
         env[key] = value
-    return {
+    spec: dict[str, Any] = {
         "image": args.image,
         "replicas": args.replicas,
         "memory": args.memory,
@@ -42,6 +44,23 @@ def _spec(args: argparse.Namespace) -> dict[str, Any]:
         "env": env,
         "spread": args.spread,
     }
+    if getattr(args, "command", None):
+        spec["command"] = args.command
+    if getattr(args, "health", None):
+        spec["health"] = _health(args.health)
+    return spec
+
+
+def _health(text: str) -> dict[str, Any]:
+    """`http:8080/healthz` or `tcp:5432` as a health check."""
+    kind, _, rest = text.partition(":")
+    port, slash, path = rest.partition("/")
+    if kind not in ("http", "tcp") or not port.isdigit():
+        raise ClientError(f"--health wants http:PORT/PATH or tcp:PORT, got {text!r}")
+    check: dict[str, Any] = {"type": kind, "port": int(port)}
+    if kind == "http":
+        check["path"] = "/" + path if slash else "/"
+    return check
 
 
 def _all_running(project: dict[str, Any]) -> bool:
@@ -57,25 +76,61 @@ def _deploy(client: ShoalClient, args: argparse.Namespace, console: Console) -> 
         f"deploying {args.project}: placing {args.replicas} servo(s)...", spinner="dots"
     ):
         result = client.deploy(args.project, spec, args.idempotency_key)
-    if not args.json:
-        deadline = time.monotonic() + DEPLOY_WAIT_S
-        with console.status("waiting for servos to run...", spinner="dots") as status:
-            while (
-                not _all_running(result)
-                and time.monotonic() < deadline
-                and not result["deploy"]["missing"]
-            ):
-                running = sum(1 for s in result["servos"] if s["state"] == "running")
-                status.update(f"waiting for servos to run... {running}/{spec['replicas']}")
-                time.sleep(0.5)
-                deploy = result.get("deploy")
-                result = client.project(args.project)
-                result["deploy"] = deploy
+    if not args.json and not args.detach:
+        result = _follow(client, args.project, result, console)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print_deploy(console, result)
+    rollout = result.get("rollout") or {}
+    if rollout.get("state") in ("failed", "rolled_back"):
+        console.print(
+            f"[red]rollout of generation {rollout['generation']} {rollout['state']}: "
+            f"{rollout.get('reason', '')}[/red]"
+        )
+        return 1
     return 0 if result.get("complete", True) else 1
+
+
+def _follow(
+    client: ShoalClient, name: str, result: dict[str, Any], console: Console
+) -> dict[str, Any]:
+    """Show the rollout (or the first start) live until it ends, `DEPLOY_WAIT_S` at most."""
+    deploy = result.get("deploy")
+    deadline = time.monotonic() + DEPLOY_WAIT_S
+    replicas = int(result["spec"]["replicas"])
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(f"{name}: starting", total=max(1, replicas))
+        while time.monotonic() < deadline:
+            rollout = result.get("rollout")
+            if rollout is not None and rollout.get("generation") == result.get("generation"):
+                done = rollout["state"] != "in_progress"
+                progress.update(
+                    task,
+                    description=f"{name}: generation {rollout['generation']} "
+                    f"({rollout['updated']} updated)",
+                    completed=rollout["healthy"],
+                    total=max(1, replicas),
+                )
+            elif rollout is not None and rollout.get("state") == "rolled_back":
+                done = True
+            else:
+                running = sum(1 for s in result["servos"] if s["state"] == "running")
+                progress.update(task, completed=min(running, replicas))
+                done = _all_running(result) or bool((deploy or {}).get("missing"))
+            if done:
+                break
+            time.sleep(0.5)
+            result = client.project(name)
+    result["deploy"] = deploy
+    return result
 
 
 def run_client_command(args: argparse.Namespace) -> int:
@@ -119,6 +174,12 @@ def run_client_command(args: argparse.Namespace) -> int:
             elif cmd == "drain":
                 result = client.drain(args.node)
                 render = None
+            elif cmd == "history":
+                result = client.history(args.project)
+                render = history_table
+            elif cmd == "rollback":
+                result = client.rollback(args.project, args.to)
+                render = servos_table
             elif cmd == "undrain":
                 result = client.undrain(args.node)
                 render = None

@@ -8,10 +8,12 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from node.projects import Project
+from node.health import HealthCheck, check_ports
+from node.projects import Project, health_fields
 from node.units import UnitError, parse_memory_mb, parse_millicpus
+from placement.converge import UpdatePolicy
 
 PROJECT_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 MAX_REPLICAS = 1000
@@ -24,6 +26,32 @@ def check_project_name(name: str) -> str:
             "starting and ending with a letter or digit"
         )
     return name
+
+
+class HealthIn(BaseModel):
+    """A servo's health check: run by the host that runs it (see docs/host.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["http", "tcp", "none"] = "none"
+    port: int = Field(default=0, ge=0, le=65535)
+    path: str = Field(default="/", max_length=1024)
+    interval_s: float = Field(default=2.0, ge=0.1, le=3600)
+    timeout_s: float = Field(default=1.0, gt=0, le=3600)
+    threshold: int = Field(default=3, ge=1, le=100)
+    grace_s: float = Field(default=5.0, ge=0, le=3600)
+
+
+class UpdateIn(BaseModel):
+    """How a new version rolls out (Kubernetes' and Nomad's semantics)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    parallel: int = Field(default=1, ge=1, le=MAX_REPLICAS)
+    surge: int = Field(default=1, ge=1, le=MAX_REPLICAS)
+    healthy_for_s: float = Field(default=5.0, ge=0, le=3600)
+    deadline_s: float = Field(default=120.0, gt=0, le=86400)
+    auto_rollback: bool = True
 
 
 class ProjectSpecIn(BaseModel):
@@ -40,6 +68,19 @@ class ProjectSpecIn(BaseModel):
     spread: Literal["region", "zone", "host"] = "region"
     max_per_host: int = Field(default=1, ge=1, le=MAX_REPLICAS)
     command: list[str] | None = Field(default=None, max_length=64)
+    health: HealthIn | None = None
+    update: UpdateIn | None = None
+
+    @model_validator(mode="after")
+    def _health_port(self) -> ProjectSpecIn:
+        if self.health is not None and self.health.type != "none":
+            try:
+                check = HealthCheck.from_wire(self.health.model_dump())
+                if check is not None:
+                    check_ports(check, tuple(self.ports))
+            except ValueError as exc:
+                raise ValueError(str(exc)) from None
+        return self
 
     @field_validator("memory")
     @classmethod
@@ -92,6 +133,8 @@ class ProjectSpecIn(BaseModel):
             max_per_host=self.max_per_host,
             command=tuple(self.command) if self.command else None,
             stopped=stopped,
+            health=health_fields(self.health.model_dump() if self.health else None),
+            update=UpdatePolicy(**self.update.model_dump()) if self.update else UpdatePolicy(),
         )
 
 
@@ -108,3 +151,11 @@ class PruneIn(BaseModel):
     node: str | None = Field(default=None, max_length=253)
     project: str | None = Field(default=None, max_length=63)
     older_than_s: float | None = Field(default=None, ge=0, le=10 * 365 * 86400)
+
+
+class RollbackIn(BaseModel):
+    """`POST /v1/projects/{name}/rollback`: to a generation of the history (default: the last
+    good one)."""
+
+    model_config = ConfigDict(extra="forbid")
+    to: int | None = Field(default=None, ge=1)

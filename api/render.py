@@ -3,6 +3,7 @@ capacity bars. `--json` bypasses all of this and prints the API's objects as the
 
 from __future__ import annotations
 
+import datetime as _dt
 from typing import Any
 
 from rich.console import Console
@@ -155,3 +156,17 @@ def print_deploy(console: Console, project: dict[str, Any]) -> None:
         expl = deploy.get("placement", {})
         for node, reason in sorted((expl.get("reasons") or expl.get("refusals") or {}).items()):
             console.print(f"  {node}: {reason}")
+
+
+def history_table(body: dict[str, Any]) -> Table:
+    table = Table(
+        title=f"history of {body['name']} (now generation {body['generation']})",
+        title_justify="left",
+    )
+    for col in ("generation", "at", "change", "image"):
+        table.add_column(col)
+    for h in body.get("history", []):
+        at = _dt.datetime.fromtimestamp(h["at_ms"] / 1000, _dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        mark = " *" if h["generation"] == body["generation"] else ""
+        table.add_row(f"{h['generation']}{mark}", at, h["change"], str(h["spec"].get("image", "")))
+    return table

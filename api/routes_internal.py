@@ -68,7 +68,12 @@ def install_internal_routes(app: FastAPI, ctx: AgentContext) -> None:
         key = body.get("idempotency_key")
         existed = ctx.host.get(spec.servo_id) is not None
         try:
-            record = await ctx.host.create_servo(spec, idempotency_key=key)
+            replaces = body.get("replaces")
+            record = await ctx.host.create_servo(
+                spec,
+                idempotency_key=key,
+                replaces=replaces if isinstance(replaces, str) else None,
+            )
         except AdmissionRefused as exc:
             # the placer's view was stale: send it the truth for its next try
             return JSONResponse(

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.errors import ApiError
-from api.models import ProjectSpecIn, PruneIn, ScaleIn, check_project_name
+from api.models import ProjectSpecIn, PruneIn, RollbackIn, ScaleIn, check_project_name
 from node.context import AgentContext
 from node.executor import Outcome
 from node.peers import PeerError
@@ -102,6 +102,20 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
             return {"project": name, "servos": await service.logs(name, servo, tail)}
         except NotFound as exc:
             raise ApiError(404, "not_found", str(exc)) from None
+
+    @router.get("/projects/{name}/history")
+    async def history(name: str) -> dict[str, Any]:
+        get_project(name)
+        return service.history(name)
+
+    @router.post("/projects/{name}/rollback", dependencies=mutating)
+    async def rollback(name: str, body: RollbackIn | None = None) -> dict[str, Any]:
+        get_project(name)
+        try:
+            project, outcome = await service.rollback(name, body.to if body else None)
+        except NotFound as exc:
+            raise ApiError(409, "cannot_roll_back", str(exc)) from None
+        return deployed(project, outcome)[1]
 
     @router.put("/projects/{name}", dependencies=mutating)
     async def put_project(

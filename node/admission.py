@@ -46,12 +46,18 @@ class Admission:
         with self._lock:
             return servo_id in self._held
 
-    def reserve(self, spec: ServoSpec) -> None:
-        """Check and reserve atomically; raise `AdmissionRefused` naming the reason."""
+    def reserve(self, spec: ServoSpec, replaces: str | None = None) -> None:
+        """Check and reserve atomically; raise `AdmissionRefused` naming the reason.
+
+        `replaces` names a servo of the same project that the new one takes over from in a
+        rolling update: it does not count against anti-affinity (they may share this host
+        until it goes), though its memory and CPU are still held."""
         with self._lock:
             if spec.servo_id in self._held:
                 return
-            same = sum(1 for r in self._held.values() if r.project == spec.project)
+            same = sum(
+                1 for sid, r in self._held.items() if r.project == spec.project and sid != replaces
+            )
             mem_free = self.capacity.memory_mb - sum(r.memory_mb for r in self._held.values())
             cpu_free = self.capacity.millicpus - sum(r.millicpus for r in self._held.values())
             why = refusal(

@@ -43,12 +43,15 @@ class ServoEntry:
     last_exit: Mapping[str, Any] | None = None
     memory_mb: int = 0
     millicpus: int = 0
+    ready_since_ms: int = 0  # running (and passing its health check, if any) since then
+    healthy: bool | None = None  # None: no health check
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.servo_id,
             "node": self.node,
             "state": self.state,
+            "healthy": self.healthy,
             "generation": self.generation,
             "slot": self.slot,
             "restarts": self.restarts,
@@ -65,6 +68,7 @@ class ServoEntry:
             self.generation,
             self.slot,
             self.created_ms,
+            self.ready_since_ms if self.state == "running" and self.healthy is not False else 0,
         )
 
     @classmethod
@@ -83,6 +87,8 @@ class ServoEntry:
             last_exit=r.get("last_exit"),
             memory_mb=int(r.get("memory_mb", 0)),
             millicpus=int(r.get("millicpus", 0)),
+            ready_since_ms=int(r.get("ready_since_ms", r.get("running_since_ms", 0)) or 0),
+            healthy=r.get("healthy"),
         )
 
 
@@ -186,6 +192,8 @@ def _servo_wire(s: Mapping[str, Any]) -> list[Any]:
         [int(exit_["code"]), str(exit_["reason"]), str(exit_["at"])] if exit_ else None,
         int(s.get("memory_mb", 0)),
         int(s.get("millicpus", 0)),
+        int(s.get("ready_since_ms", s.get("running_since_ms", 0)) or 0),
+        s.get("healthy"),
     ]
 
 
@@ -206,6 +214,8 @@ def _servo_from_wire(node: str, s: Sequence[Any]) -> ServoEntry:
         else None,
         memory_mb=int(s[9]) if len(s) > 9 else 0,
         millicpus=int(s[10]) if len(s) > 10 else 0,
+        ready_since_ms=int(s[11]) if len(s) > 11 else 0,
+        healthy=None if len(s) <= 12 or s[12] is None else bool(s[12]),
     )
 
 

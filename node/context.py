@@ -94,6 +94,7 @@ class AgentContext:
             lambda: drain_state.draining,
             on_action=lambda kind, n: self.metrics.recovery_actions.labels(kind).inc(n),
             on_change=self.publish_meta,
+            write=self._write_project,
         )
         self.drainer = Drainer(
             drain_state, self.host, self.registry, self.executor, self.publish_meta
@@ -138,6 +139,9 @@ class AgentContext:
     def publish_soon(self) -> None:
         """A servo changed: republish now (from outside the loop's task) and wake recovery."""
         self._publish_due.set()
+
+    async def _write_project(self, project: Any) -> None:
+        await self.specs.push(self.specs.write(project.name, project))
 
     def _on_specs_merged(self) -> None:
         self.publish_meta()

@@ -18,11 +18,13 @@ import attrs
 import trio
 
 from node.cluster import LIVE_SERVO_STATES, Peer, ServoEntry, engine_inputs, servos_of
+from node.health import HealthCheck
 from node.logfmt import get_logger
+from node.membership import wall_ms
 from node.peers import PeerClient, PeerError, PeerRefused
 from node.projects import Project
 from node.runtime import ServoSpec
-from placement.converge import Create, Plan, Remove, converge
+from placement.converge import Create, Plan, Remove, Rollout, converge
 
 log = get_logger("node.executor")
 
@@ -43,6 +45,7 @@ class Outcome:
     explanation: dict[str, Any] = attrs.field(factory=dict)
     actions: list[dict[str, object]] = attrs.field(factory=list)
     missing: int = 0
+    rollout: Rollout | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +73,7 @@ def servo_wire_spec(project: Project, create: Create) -> dict[str, Any]:
         max_per_host=project.max_per_host,
         generation=create.generation,
         slot=create.slot,
+        health=HealthCheck.from_wire(dict(project.health)) if project.health else None,
     ).to_wire()
 
 
@@ -141,8 +145,10 @@ class Executor:
         clock: Callable[[], float] = trio.current_time,
         on_retry: Callable[[str], None] = lambda reason: None,
         on_create_seconds: Callable[[float], None] = lambda s: None,
+        wall_ms: Callable[[], int] = wall_ms,
     ) -> None:
         self.me = me
+        self.wall_ms = wall_ms
         self._peers = peers
         self._client = client
         self._clock = clock
@@ -157,7 +163,7 @@ class Executor:
 
     def plan(self, project: Project, peers: list[Peer] | None = None) -> Plan:
         view, servos = engine_inputs(self.peers() if peers is None else peers)
-        return converge(project.desired(), view, servos)
+        return converge(project.desired(), view, servos, now_ms=self.wall_ms())
 
     async def converge(
         self, project: Project, retries_per_servo: int = RETRY_HOSTS_PER_SERVO
@@ -176,7 +182,7 @@ class Executor:
         for _ in range(2 + budget):
             peers = [answered.get(p.name, p) for p in self.peers()]
             view, servos = engine_inputs(peers)
-            plan = converge(desired, view, servos, exclude=excluded)
+            plan = converge(desired, view, servos, exclude=excluded, now_ms=self.wall_ms())
             if plan.decision is not None:
                 outcome.explanation = plan.decision.to_dict()
             if not plan.actions:
@@ -201,6 +207,7 @@ class Executor:
             if budget < 0:
                 break
         outcome.missing = plan.missing if plan is not None else 0
+        outcome.rollout = plan.rollout if plan is not None else None
         final = [answered.get(p.name, p) for p in self.peers()]
         outcome.servos = servos_of(project.name, final)
         return outcome
@@ -216,7 +223,11 @@ class Executor:
         started = self._clock()
         try:
             record = await self._client.create_servo(
-                peer.name, peer.api, servo_wire_spec(project, action), action.servo_id
+                peer.name,
+                peer.api,
+                servo_wire_spec(project, action),
+                action.servo_id,
+                replaces=action.replaces,
             )
         except PeerError as exc:
             log.warning(

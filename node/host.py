@@ -217,6 +217,13 @@ class HostService:
 
     def _save(self, record: ServoRecord) -> ServoRecord:
         before = self._records.get(record.servo_id)
+        # ready: running (healthy, when checked) since when; what a rollout proves health by
+        if record.state != "running":
+            record = attrs.evolve(record, ready_since_ms=0)
+        elif before is None or before.state != "running" or not before.ready_since_ms:
+            record = attrs.evolve(record, ready_since_ms=self._wall_ms())
+        else:
+            record = attrs.evolve(record, ready_since_ms=before.ready_since_ms)
         self.store.put(record)
         self._records[record.servo_id] = record
         if before is None or (before.state, before.restarts) != (record.state, record.restarts):
@@ -286,7 +293,7 @@ class HostService:
 
     # --- lifecycle --------------------------------------------------------------------------
     async def create_servo(
-        self, spec: ServoSpec, idempotency_key: str | None = None
+        self, spec: ServoSpec, idempotency_key: str | None = None, replaces: str | None = None
     ) -> ServoRecord:
         """Admit, persist, create the volume (or take back a kept one), run; answer once the
         engine reports the container started. A known id returns its record, whatever state."""
@@ -299,7 +306,8 @@ class HostService:
             existing = self._records.get(sid)
             if existing is not None:
                 return existing
-            self.admission.reserve(spec)  # raises AdmissionRefused before any engine call
+            # raises AdmissionRefused before any engine call
+            self.admission.reserve(spec, replaces)
             used_ports = {h for r in self._records.values() for _, h in r.host_ports}
             ports = []
             for c in spec.ports:

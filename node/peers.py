@@ -114,9 +114,14 @@ class PeerClient:
         raise PeerFailed(node, detail, reason)
 
     async def create_servo(
-        self, node: str, api: str, spec: dict[str, Any], idempotency_key: str | None = None
+        self,
+        node: str,
+        api: str,
+        spec: dict[str, Any],
+        idempotency_key: str | None = None,
+        replaces: str | None = None,
     ) -> dict[str, Any]:
-        body = {"spec": spec, "idempotency_key": idempotency_key}
+        body = {"spec": spec, "idempotency_key": idempotency_key, "replaces": replaces}
         result: dict[str, Any] = await self._call(node, api, "POST", "/internal/servos", body)
         return result
 

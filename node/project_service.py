@@ -17,6 +17,7 @@ import trio
 from node.cluster import Peer, servos_of
 from node.executor import Executor, Outcome
 from node.logfmt import get_logger
+from node.membership import wall_ms
 from node.peers import PeerClient, PeerError
 from node.projects import Project, ProjectRegistry
 from node.specs import SpecReplicator
@@ -70,15 +71,66 @@ class ProjectService:
             servos.append(item)
         body: dict[str, Any] = {
             "name": project.name,
-            "spec": project.to_wire(),
+            "spec": project.spec_wire() | {"stopped": project.stopped},
             "generation": project.generation,
-            "rollout": None,
+            "rollout": self.rollout_view(project, peers),
             "servos": servos,
         }
         if outcome is not None:
             body["deploy"] = outcome.to_dict()
             body["complete"] = outcome.missing == 0
         return body
+
+    def rollout_view(self, project: Project, peers: list[Peer]) -> dict[str, Any] | None:
+        """DESIGN.md's rollout JSON: the stored record, with live counts from the engine."""
+        record = project.rollout
+        if record is None:
+            return None
+        live = self.executor.plan(project, peers).rollout
+        state = record.state
+        reason = record.reason
+        if state == "in_progress" and live is not None and live.generation == record.generation:
+            state = "in_progress" if live.state != "failed" else "failed"
+            reason = live.reason or reason
+        updated = healthy = 0
+        if live is not None and live.generation == record.generation:
+            updated, healthy = live.updated, live.healthy
+        elif record.state == "succeeded" and record.generation == project.generation:
+            updated = healthy = project.replicas
+        return {
+            "generation": record.generation,
+            "state": state,
+            "updated": updated,
+            "healthy": healthy,
+            "replicas": project.replicas,
+            "reason": reason,
+            "started_ms": record.started_ms,
+        }
+
+    def history(self, name: str) -> dict[str, Any]:
+        project = self.get(name)
+        return {
+            "name": name,
+            "generation": project.generation,
+            "last_good": project.last_good,
+            "history": [h.to_wire() for h in project.history],
+        }
+
+    async def rollback(self, name: str, to: int | None = None) -> tuple[Project, Outcome]:
+        """Desire an older generation again (default: the last good one); it rolls out like any
+        new version, health-gated, never below the count."""
+        project = self.get(name)
+        target = to if to is not None else project.last_good
+        if not target:
+            raise NotFound(f"{name} has no earlier good generation to roll back to")
+        if target == project.generation:
+            raise NotFound(f"{name} already runs generation {target}")
+        try:
+            back = project.rolled_back_to(target, wall_ms(), "asked by the operator")
+        except KeyError as exc:
+            raise NotFound(str(exc.args[0])) from None
+        await self.specs.push(self.specs.write(name, back))
+        return back, await self.executor.converge(back)
 
     def list_all(self) -> list[dict[str, Any]]:
         return [self.view(p) for p in self.registry.live()]
@@ -88,7 +140,7 @@ class ProjectService:
         """Write `project` as the successor of what is known (generation kept or bumped)."""
         entry = self.registry.get(project.name)
         prior = entry.project if entry is not None else None
-        project = project.next_of(prior)
+        project = project.next_of(prior, wall_ms())
         if prior != project:
             await self.specs.push(self.specs.write(project.name, project))
         return project

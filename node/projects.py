@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 
 from node.hlc import Timestamp
-from placement.converge import Desired
+from placement.converge import Desired, UpdatePolicy
 
 SCHEMA_VERSION = 2
 _MIGRATIONS: dict[int, str] = {
@@ -47,6 +47,109 @@ _MIGRATIONS: dict[int, str] = {
 IDEMPOTENCY_KEEP = 10_000
 
 
+HISTORY_KEEP = 10
+HEALTH_DEFAULTS: dict[str, Any] = {
+    "type": "none",
+    "port": 0,
+    "path": "/",
+    "interval_s": 2.0,
+    "timeout_s": 1.0,
+    "threshold": 3,
+    "grace_s": 5.0,
+}
+
+
+@attrs.frozen
+class RolloutRecord:
+    """The stored part of a rollout: which generation, since when, and how it ended (the live
+    counts of updated and healthy servos are derived from the view)."""
+
+    generation: int
+    state: str  # in_progress | succeeded | failed | rolled_back
+    started_ms: int
+    reason: str = ""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "generation": self.generation,
+            "state": self.state,
+            "started_ms": self.started_ms,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_wire(cls, raw: Mapping[str, Any] | None) -> RolloutRecord | None:
+        if not raw:
+            return None
+        return cls(
+            int(raw["generation"]),
+            str(raw["state"]),
+            int(raw.get("started_ms", 0)),
+            str(raw.get("reason", "")),
+        )
+
+
+@attrs.frozen
+class HistoryEntry:
+    """One generation as it was deployed: when, what changed, and its spec (to roll back to)."""
+
+    generation: int
+    at_ms: int
+    change: str
+    spec: str  # the generation's spec as canonical JSON (hashable, exact)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "generation": self.generation,
+            "at_ms": self.at_ms,
+            "change": self.change,
+            "spec": json.loads(self.spec),
+        }
+
+    @classmethod
+    def from_wire(cls, raw: Mapping[str, Any]) -> HistoryEntry:
+        return cls(
+            int(raw["generation"]),
+            int(raw["at_ms"]),
+            str(raw.get("change", "")),
+            json.dumps(raw.get("spec") or {}, sort_keys=True),
+        )
+
+
+def _update_wire(u: UpdatePolicy) -> dict[str, Any]:
+    return {
+        "parallel": u.parallel,
+        "surge": u.surge,
+        "healthy_for_s": u.healthy_for_s,
+        "deadline_s": u.deadline_s,
+        "auto_rollback": u.auto_rollback,
+    }
+
+
+def _update_from_wire(raw: Mapping[str, Any] | None) -> UpdatePolicy:
+    d = UpdatePolicy()
+    raw = raw or {}
+    return UpdatePolicy(
+        parallel=int(raw.get("parallel", d.parallel)),
+        surge=int(raw.get("surge", d.surge)),
+        healthy_for_s=float(raw.get("healthy_for_s", d.healthy_for_s)),
+        deadline_s=float(raw.get("deadline_s", d.deadline_s)),
+        auto_rollback=bool(raw.get("auto_rollback", d.auto_rollback)),
+    )
+
+
+def health_fields(raw: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...]:
+    """A spec's health check as the project keeps it (hashable); () for none."""
+    return _health_from_wire(raw)
+
+
+def _health_from_wire(raw: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...]:
+    if not raw or raw.get("type", "none") == "none":
+        return ()
+    merged = {**HEALTH_DEFAULTS, **dict(raw)}
+    return tuple(sorted(merged.items()))
+
+
 @attrs.frozen
 class Project:
     """The desired state of one project, normalised (memory in MiB, CPU in millicpus)."""
@@ -62,33 +165,30 @@ class Project:
     max_per_host: int = 1
     command: tuple[str, ...] | None = None
     stopped: bool = False
+    health: tuple[tuple[str, Any], ...] = ()  # the check's fields; () for none
+    update: UpdatePolicy = attrs.field(factory=UpdatePolicy)
     # Bumped by every change that servos must be rebuilt for (image, env, command, resources,
-    # ports); a change of replicas, spread or stopped alone is not a new generation.
+    # ports, health check); a change of replicas, spread or stopped alone is not a new
+    # generation. Numbers are never reused: a rollback goes back to an older number, and the
+    # next change takes the highest ever seen plus one.
     generation: int = 1
+    last_good: int = 0  # the generation a failed rollout goes back to (0: none)
+    rollout: RolloutRecord | None = None
+    history: tuple[HistoryEntry, ...] = ()
 
     def servo_fields(self) -> tuple[Any, ...]:
-        return (self.image, self.env, self.command, self.memory_mb, self.millicpus, self.ports)
-
-    def next_of(self, prior: Project | None) -> Project:
-        """This spec as the successor of `prior`: same generation unless servos change."""
-        if prior is None:
-            return attrs.evolve(self, generation=max(1, self.generation))
-        bump = prior.servo_fields() != self.servo_fields()
-        return attrs.evolve(self, generation=prior.generation + (1 if bump else 0))
-
-    def desired(self) -> Desired:
-        return Desired(
-            name=self.name,
-            replicas=self.replicas,
-            memory_mb=self.memory_mb,
-            millicpus=self.millicpus,
-            spread=self.spread,
-            max_per_host=self.max_per_host,
-            stopped=self.stopped,
-            generation=self.generation,
+        return (
+            self.image,
+            self.env,
+            self.command,
+            self.memory_mb,
+            self.millicpus,
+            self.ports,
+            self.health,
         )
 
-    def to_wire(self) -> dict[str, Any]:
+    def spec_wire(self) -> dict[str, Any]:
+        """The user's spec: what `PUT` takes (and what a generation in the history holds)."""
         return {
             "image": self.image,
             "replicas": self.replicas,
@@ -99,8 +199,104 @@ class Project:
             "spread": self.spread,
             "max_per_host": self.max_per_host,
             "command": list(self.command) if self.command is not None else None,
+            "health": dict(self.health) if self.health else {"type": "none"},
+            "update": _update_wire(self.update),
+        }
+
+    def change_from(self, prior: Project) -> str:
+        names = ("image", "env", "command", "memory", "cpus", "ports", "health")
+        changed = [
+            n
+            for n, a, b in zip(names, prior.servo_fields(), self.servo_fields(), strict=True)
+            if a != b
+        ]
+        return "changed " + ", ".join(changed)
+
+    def next_of(self, prior: Project | None, now_ms: int) -> Project:
+        """This spec as the successor of `prior`: same generation unless servos change; a new
+        generation starts a rollout (when there are servos to roll) and enters the history."""
+        if prior is None:
+            entry = HistoryEntry(1, now_ms, "created", self._spec_json())
+            return attrs.evolve(self, generation=1, last_good=0, rollout=None, history=(entry,))
+        if prior.servo_fields() == self.servo_fields():
+            return attrs.evolve(
+                self,
+                generation=prior.generation,
+                last_good=prior.last_good,
+                rollout=prior.rollout,
+                history=prior.history,
+            )
+        gen = max([prior.generation, *(h.generation for h in prior.history)]) + 1
+        good = prior.rollout is None or prior.rollout.state in ("succeeded", "rolled_back")
+        last_good = prior.generation if good else prior.last_good
+        project = attrs.evolve(
+            self,
+            generation=gen,
+            last_good=last_good,
+            rollout=RolloutRecord(gen, "in_progress", now_ms),
+            history=prior.history,
+        )
+        entry = HistoryEntry(gen, now_ms, self.change_from(prior), project._spec_json())
+        return attrs.evolve(project, history=(*prior.history, entry)[-HISTORY_KEEP:])
+
+    def _spec_json(self) -> str:
+        return json.dumps(self.spec_wire(), sort_keys=True)
+
+    def with_rollout(self, state: str, reason: str = "") -> Project:
+        assert self.rollout is not None
+        return attrs.evolve(self, rollout=attrs.evolve(self.rollout, state=state, reason=reason))
+
+    def rolled_back_to(self, generation: int, now_ms: int, reason: str) -> Project:
+        """This project with generation `generation`'s spec desired again (replicas, spread and
+        stopped stay as they are now: a rollback changes the version, not the scale)."""
+        entry = next((h for h in self.history if h.generation == generation), None)
+        if entry is None:
+            raise KeyError(f"generation {generation} is not in the history")
+        old = Project.from_wire(self.name, json.loads(entry.spec))
+        failed = self.rollout.generation if self.rollout else self.generation
+        note = HistoryEntry(generation, now_ms, f"rolled back from {failed}: {reason}", entry.spec)
+        return attrs.evolve(
+            old,
+            replicas=self.replicas,
+            spread=self.spread,
+            stopped=self.stopped,
+            generation=generation,
+            last_good=generation,
+            rollout=RolloutRecord(
+                failed, "rolled_back", self.rollout.started_ms if self.rollout else now_ms, reason
+            ),
+            history=(*self.history, note)[-HISTORY_KEEP:],
+        )
+
+    def desired(self) -> Desired:
+        rollout = self.rollout
+        live = rollout is not None and rollout.generation == self.generation
+        return Desired(
+            name=self.name,
+            replicas=self.replicas,
+            memory_mb=self.memory_mb,
+            millicpus=self.millicpus,
+            spread=self.spread,
+            max_per_host=self.max_per_host,
+            stopped=self.stopped,
+            generation=self.generation,
+            update=self.update,
+            rollout_started_ms=rollout.started_ms
+            if live and rollout is not None and rollout.state == "in_progress"
+            else 0,
+            rollout_failed=rollout.reason or "failed"
+            if live and rollout is not None and rollout.state == "failed"
+            else "",
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            **self.spec_wire(),
             "stopped": self.stopped,
             "generation": self.generation,
+            "last_good": self.last_good,
+            "rollout": self.rollout.to_wire() if self.rollout else None,
+            "history": [h.to_wire() for h in self.history],
         }
 
     @classmethod
@@ -118,11 +314,13 @@ class Project:
             max_per_host=int(raw.get("max_per_host", 1)),
             command=tuple(str(c) for c in command) if command else None,
             stopped=bool(raw.get("stopped", False)),
+            health=_health_from_wire(raw.get("health")),
+            update=_update_from_wire(raw.get("update")),
             generation=int(raw.get("generation", 1)),
+            last_good=int(raw.get("last_good", 0)),
+            rollout=RolloutRecord.from_wire(raw.get("rollout")),
+            history=tuple(HistoryEntry.from_wire(h) for h in raw.get("history") or ()),
         )
-
-    def same_desired_state(self, other: Project) -> bool:
-        return self == other
 
 
 @attrs.frozen

@@ -15,15 +15,24 @@ every `ROUND_S` in any case.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import trio
 
 from node.executor import Executor
 from node.logfmt import get_logger
-from node.projects import ProjectRegistry
-from placement.converge import Remove, ServoView, Start, Stop, host_actions, recovery_owner
+from node.membership import wall_ms
+from node.projects import Project, ProjectRegistry
+from placement.converge import (
+    Remove,
+    Rollout,
+    ServoView,
+    Start,
+    Stop,
+    host_actions,
+    recovery_owner,
+)
 
 log = get_logger("node.recovery")
 
@@ -48,6 +57,7 @@ class RecoveryLoop:
         draining: Callable[[], bool],
         on_action: Callable[[str, int], None] = lambda kind, n: None,
         on_change: Callable[[], None] = lambda: None,
+        write: Callable[[Project], Awaitable[None]] | None = None,
     ) -> None:
         self.me = me
         self.registry = registry
@@ -56,6 +66,7 @@ class RecoveryLoop:
         self._draining = draining
         self._on_action = on_action
         self._on_change = on_change
+        self._write = write
         self._wake = trio.Event()
 
     def wake(self) -> None:
@@ -107,7 +118,8 @@ class RecoveryLoop:
         return done
 
     async def owner_round(self) -> list[str]:
-        """Converge every project this agent owns whose plan is not empty."""
+        """Converge every project this agent owns whose plan is not empty, and record how its
+        rollout ended (succeeded; failed, and rolled back when the policy says so)."""
         if self._draining():
             return []
         peers = self.executor.peers()
@@ -116,7 +128,11 @@ class RecoveryLoop:
         for project in self.registry.live():
             if project.stopped or recovery_owner(project.name, alive) != self.me:
                 continue
-            if not self.executor.plan(project, peers).actions:
+            plan = self.executor.plan(project, peers)
+            settled = await self.settle_rollout(project, plan.rollout)
+            if settled is not project:
+                project, plan = settled, self.executor.plan(settled, peers)
+            if not plan.actions:
                 continue
             outcome = await self.executor.converge(project)
             touched.append(project.name)
@@ -133,3 +149,32 @@ class RecoveryLoop:
             )
             peers = self.executor.peers()
         return touched
+
+    async def settle_rollout(self, project: Project, rollout: Rollout | None) -> Project:
+        """The stored rollout record follows what the engine sees: a rollout is desired state,
+        so whichever agent owns the project when it ends writes how it ended."""
+        record = project.rollout
+        if (
+            self._write is None
+            or rollout is None
+            or record is None
+            or record.state != "in_progress"
+            or record.generation != project.generation
+            or rollout.state == "in_progress"
+        ):
+            return project
+        if rollout.state == "succeeded":
+            settled = project.with_rollout("succeeded")
+        elif project.update.auto_rollback and project.last_good:
+            settled = project.rolled_back_to(project.last_good, wall_ms(), rollout.reason)
+        else:
+            settled = project.with_rollout("failed", rollout.reason)
+        log.info(
+            "rollout.ended",
+            project=project.name,
+            generation=project.generation,
+            state=settled.rollout.state if settled.rollout else "",
+            reason=rollout.reason,
+        )
+        await self._write(settled)
+        return settled

@@ -173,6 +173,10 @@ class ServoRecord:
     restarts: int = 0  # restarts in place since it was created (never reset, like the kubelet's)
     last_exit: ExitInfo | None = None
     running_since_ms: int = 0  # wall clock of its container's last start; 0 if it never ran
+    # wall clock since when it is `running` (for a checked servo: since its check first
+    # passed); 0 while it is not. Not stored (nor compared): after a reboot a servo proves
+    # itself again.
+    ready_since_ms: int = attrs.field(default=0, eq=False)
 
     @property
     def servo_id(self) -> str:
@@ -208,6 +212,7 @@ class ServoRecord:
             "generation": self.spec.generation,
             "slot": self.spec.slot,
             "created_ms": self.created_ms,
+            "ready_since_ms": self.ready_since_ms,
         }
         if self.error:
             body["error"] = self.error

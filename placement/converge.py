@@ -86,9 +86,12 @@ class Desired:
     max_per_host: int = 1
     stopped: bool = False
     generation: int = 1
-    update: UpdatePolicy = UpdatePolicy()
+    update: UpdatePolicy = attrs.field(factory=UpdatePolicy)
     # when the current generation's rollout began (ms, wall clock); 0 when none is under way
     rollout_started_ms: int = 0
+    # set when this generation's rollout already failed and is held (no automatic rollback):
+    # nothing more of it is started
+    rollout_failed: str = ""
 
     @property
     def count(self) -> int:
@@ -314,11 +317,13 @@ def ready(servo: ServoView, policy: UpdatePolicy, now_ms: int) -> bool:
 def _rollout_status(
     desired: Desired, mine: list[ServoView], counted: list[ServoView], now_ms: int
 ) -> Rollout | None:
-    if not desired.rollout_started_ms:
-        return None
     gen = desired.generation
     new = [s for s in counted if s.generation == gen]
     proven = [s for s in new if ready(s, desired.update, now_ms)]
+    if desired.rollout_failed:
+        return Rollout(gen, "failed", len(new), len(proven), desired.rollout_failed)
+    if not desired.rollout_started_ms:
+        return None
     failed = [s for s in mine if s.generation == gen and s.state == "failed"]
     old = [s for s in counted if s.generation != gen]
     if failed:
