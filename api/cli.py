@@ -125,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="http:PORT/PATH|tcp:PORT",
         help="health check run by each servo's host (e.g. http:8080/healthz)",
     )
-    dp.add_argument("--command", nargs="+", default=None, help="the container's command")
+    dp.add_argument(
+        "--cmd", nargs="+", default=None, dest="servo_command", help="the container's command"
+    )
     dp.add_argument(
         "--detach", action="store_true", help="return at once instead of following the rollout"
     )

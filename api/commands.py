@@ -44,8 +44,8 @@ def _spec(args: argparse.Namespace) -> dict[str, Any]:
         "env": env,
         "spread": args.spread,
     }
-    if getattr(args, "command", None):
-        spec["command"] = args.command
+    if getattr(args, "servo_command", None):
+        spec["command"] = args.servo_command
     if getattr(args, "health", None):
         spec["health"] = _health(args.health)
     return spec

@@ -190,14 +190,16 @@ class Executor:
             outcome.actions.extend(plan.explain())
             by_name = {p.name: p for p in peers}
             failed: list[tuple[str, PeerError]] = []
+            # removals first: in a rolling update the old servo goes before the next new one
+            # comes, so the project never holds more than replicas + surge
             async with trio.open_nursery() as nursery:
-                for action in plan.actions:
-                    if isinstance(action, Create):
-                        nursery.start_soon(
-                            self._create, project, action, by_name[action.node], outcome, failed
-                        )
-                    elif isinstance(action, Remove):
-                        nursery.start_soon(self._remove, action, by_name[action.node], outcome)
+                for action in plan.removes:
+                    nursery.start_soon(self._remove, action, by_name[action.node], outcome)
+            async with trio.open_nursery() as nursery:
+                for action in plan.creates:
+                    nursery.start_soon(
+                        self._create, project, action, by_name[action.node], outcome, failed
+                    )
             for node, exc in failed:
                 excluded.add(node)
                 self._on_retry(exc.reason)

@@ -90,8 +90,12 @@ class ProjectService:
         state = record.state
         reason = record.reason
         if state == "in_progress" and live is not None and live.generation == record.generation:
-            state = "in_progress" if live.state != "failed" else "failed"
             reason = live.reason or reason
+            if live.state == "failed":
+                # the owner records the end in a moment; with a rollback to come, it is not over
+                rolls_back = project.update.auto_rollback and project.last_good
+                state = "in_progress" if rolls_back else "failed"
+                reason = f"{reason}; rolling back" if rolls_back else reason
         updated = healthy = 0
         if live is not None and live.generation == record.generation:
             updated, healthy = live.updated, live.healthy
