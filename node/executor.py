@@ -193,12 +193,12 @@ class Executor:
             # removals first: in a rolling update the old servo goes before the next new one
             # comes, so the project never holds more than replicas + surge
             async with trio.open_nursery() as nursery:
-                for action in plan.removes:
-                    nursery.start_soon(self._remove, action, by_name[action.node], outcome)
+                for remove in plan.removes:
+                    nursery.start_soon(self._remove, remove, by_name[remove.node], outcome)
             async with trio.open_nursery() as nursery:
-                for action in plan.creates:
+                for create in plan.creates:
                     nursery.start_soon(
-                        self._create, project, action, by_name[action.node], outcome, failed
+                        self._create, project, create, by_name[create.node], outcome, failed
                     )
             for node, exc in failed:
                 excluded.add(node)
