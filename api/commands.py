@@ -133,66 +133,58 @@ def _follow(
     return result
 
 
+Command = Callable[[ShoalClient, argparse.Namespace], Any]
+
+# command -> (the API call, how to render its answer; None prints the JSON)
+COMMANDS: dict[str, tuple[Command, Callable[[Any], Table] | None]] = {
+    "members": (lambda c, a: c.members(), members_table),
+    "projects": (lambda c, a: c.projects(), projects_table),
+    "scale": (lambda c, a: c.scale(a.project, a.replicas), servos_table),
+    "stop": (lambda c, a: c.stop(a.project), servos_table),
+    "start": (lambda c, a: c.start(a.project), servos_table),
+    "destroy": (lambda c, a: c.destroy(a.project, a.keep_volumes), None),
+    "drain": (lambda c, a: c.drain(a.node), None),
+    "undrain": (lambda c, a: c.undrain(a.node), None),
+    "leave": (lambda c, a: c.leave(a.node), None),
+    "history": (lambda c, a: c.history(a.project), history_table),
+    "rollback": (lambda c, a: c.rollback(a.project, a.to), servos_table),
+}
+
+
+def _volumes(client: ShoalClient, args: argparse.Namespace) -> tuple[Any, Any]:
+    if args.action == "prune":
+        return client.prune_volumes(args.node, args.project, args.older_than), None
+    return client.volumes(args.node), volumes_table
+
+
+def _status(client: ShoalClient, args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    """The project's servos, and the last log lines of each failed one."""
+    result: dict[str, Any] = client.project(args.project)
+    if not args.json:
+        failed = [s for s in result["servos"] if s["state"] == "failed"]
+        logs = [item for s in failed for item in client.logs(args.project, s["id"], 20)["servos"]]
+        print_status(console, result, logs)
+    return result
+
+
 def run_client_command(args: argparse.Namespace) -> int:
     console = Console()
+    cmd = args.command
+    render: Callable[[Any], Table] | None
     try:
         with ShoalClient(args.api, args.token) as client:
-            cmd = args.command
-            render: Callable[[Any], Table] | None
             if cmd == "deploy":
                 return _deploy(client, args, console)
-            if cmd == "members":
-                result = client.members()
-                render = members_table
-            elif cmd == "projects":
-                result = client.projects()
-                render = projects_table
-            elif cmd == "status":
-                result = client.project(args.project)
+            if cmd == "status":
+                result = _status(client, args, console)
                 if not args.json:
-                    failed = [s for s in result["servos"] if s["state"] == "failed"]
-                    logs = [
-                        item
-                        for s in failed
-                        for item in client.logs(args.project, s["id"], 20)["servos"]
-                    ]
-                    print_status(console, result, logs)
                     return 0
                 render = None
-            elif cmd == "scale":
-                result = client.scale(args.project, args.replicas)
-                render = servos_table
-            elif cmd == "stop":
-                result = client.stop(args.project)
-                render = servos_table
-            elif cmd == "start":
-                result = client.start(args.project)
-                render = servos_table
-            elif cmd == "destroy":
-                result = client.destroy(args.project, args.keep_volumes)
-                render = None
-            elif cmd == "drain":
-                result = client.drain(args.node)
-                render = None
-            elif cmd == "history":
-                result = client.history(args.project)
-                render = history_table
-            elif cmd == "rollback":
-                result = client.rollback(args.project, args.to)
-                render = servos_table
-            elif cmd == "undrain":
-                result = client.undrain(args.node)
-                render = None
-            elif cmd == "leave":
-                result = client.leave(args.node)
-                render = None
             elif cmd == "volumes":
-                if args.action == "prune":
-                    result = client.prune_volumes(args.node, args.project, args.older_than)
-                    render = None
-                else:
-                    result = client.volumes(args.node)
-                    render = volumes_table
+                result, render = _volumes(client, args)
+            elif cmd in COMMANDS:
+                call, render = COMMANDS[cmd]
+                result = call(client, args)
             else:  # pragma: no cover - argparse restricts the choices
                 raise ClientError(f"unknown command {cmd}")
     except ClientError as exc:

@@ -275,6 +275,9 @@ class Executor:
         try:
             await self._client.remove_servo(peer.name, peer.api, action.servo_id)
         except PeerError as exc:
+            if exc.reason == "not_found":  # already gone: the wanted state, nothing to do
+                self.overlay.added.pop(action.servo_id, None)
+                return
             outcome.failures.append(
                 {
                     "node": peer.name,
@@ -284,6 +287,8 @@ class Executor:
                 }
             )
             return
+        # a servo this agent made may not have reached its view yet: forget it either way
+        self.overlay.added.pop(action.servo_id, None)
         entry = next((s for s in peer.servos if s.servo_id == action.servo_id), None)
         if entry is not None:
             self.overlay.removed[action.servo_id] = (self._clock() + OVERLAY_TTL_S, entry)

@@ -140,13 +140,15 @@ class RecoveryLoop:
                 self._on_action("create", len(outcome.created))
             if outcome.removed:
                 self._on_action("remove", len(outcome.removed))
-            log.info(
-                "recovery.converged",
-                project=project.name,
-                created=len(outcome.created),
-                removed=len(outcome.removed),
-                missing=outcome.missing,
-            )
+            if outcome.created or outcome.removed or outcome.failures or outcome.missing:
+                log.info(
+                    "recovery.converged",
+                    project=project.name,
+                    created=len(outcome.created),
+                    removed=len(outcome.removed),
+                    failures=len(outcome.failures),
+                    missing=outcome.missing,
+                )
             peers = self.executor.peers()
         return touched
 

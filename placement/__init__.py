@@ -6,7 +6,9 @@ the decision explains itself per node. No I/O, no clock, no random source lives 
 - `model`: the values (NodeView, ClusterView, PlacementRequest, Decision, Refusal).
 - `place`: `place(request, view, exclude)` and the `PlacementIndex` behind it.
 - `outage`: `headroom(view, sizes)` (what a region loss would do now) and `rebalance(view, sizes)`.
-- `recovery`: leaderless recovery planning (owner per project, plans, scale-down choice).
+- `converge`: the convergence engine (deploy, scale, recovery, drain, failed servos, rolling
+  updates: desired state + view -> actions) and the recovery owner per project.
+- `fit`: whether one servo fits one host, the one copy of that rule.
 - `hashing`: stable hashes for tie-breaking.
 """
 

@@ -225,7 +225,7 @@ class Fleet:
         return self._candidate_map
 
     def owner(self, project: str, members: Mapping[str, Member]) -> str | None:
-        """`placement.recovery.recovery_owner(project, hosts alive in members)`, computed by
+        """`placement.converge.recovery_owner(project, hosts alive in members)`, computed by
         walking the ranking (the same maximum, found without hashing every host each time)."""
         for node in self._rank(project):
             m = members.get(node)

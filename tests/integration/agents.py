@@ -199,3 +199,31 @@ def make_cluster(tmp_path: Path) -> Iterator[Cluster]:
     finally:
         for a in cluster.agents:
             a.kill9() if a.running() else None
+
+
+def ours(docker_client: Any) -> tuple[list[Any], list[Any]]:
+    """Containers and volumes made by this run's agents (their node names carry the run id)."""
+    # sparse: no inspect per container, so one that vanishes meanwhile is no error
+    cs = [
+        c
+        for c in docker_client.containers.list(
+            all=True, filters={"label": "shoal.node"}, sparse=True
+        )
+        if (c.attrs.get("Labels") or {}).get("shoal.node", "").startswith(RUN_ID)
+    ]
+    vs = [
+        v
+        for v in docker_client.volumes.list(filters={"label": "shoal.node"})
+        if (v.attrs.get("Labels") or {}).get("shoal.node", "").startswith(RUN_ID)
+    ]
+    return cs, vs
+
+
+def make_docker_cluster(tmp_path: Path, docker_client: Any) -> Iterator[Cluster]:
+    """`make_cluster`, then every container and volume this run's agents made is removed."""
+    yield from make_cluster(tmp_path)
+    cs, vs = ours(docker_client)
+    for c in cs:
+        c.remove(force=True)
+    for v in vs:
+        v.remove(force=True)

@@ -109,6 +109,15 @@ async def wait_for(what: str, check: Callable[[], object], timeout_s: float = 30
         await trio.sleep(0.1)
 
 
+async def all_see_alive(cluster: InProcCluster, n: int, timeout_s: float = 30) -> None:
+    """Wait until every agent of `cluster` sees `n` members alive (itself included)."""
+    await wait_for(
+        f"every agent to see {n} alive",
+        lambda: all(sum(p.status == "alive" for p in c.peers()) == n for c in cluster.contexts()),
+        timeout_s,
+    )
+
+
 def make_key(base: Path) -> Path:
     base.mkdir(parents=True, exist_ok=True)
     key = base / "cluster.key"

@@ -10,38 +10,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import RUN_ID
-from tests.integration.agents import Cluster, make_cluster, wait_until
+from tests.integration.agents import Cluster, make_docker_cluster, ours, wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
-def ours(docker_client: Any) -> tuple[list[Any], list[Any]]:
-    """Containers and volumes made by this run's agents (their node names carry the run id)."""
-    # sparse: no inspect per container, so one that vanishes meanwhile is no error
-    cs = [
-        c
-        for c in docker_client.containers.list(
-            all=True, filters={"label": "shoal.node"}, sparse=True
-        )
-        if (c.attrs.get("Labels") or {}).get("shoal.node", "").startswith(RUN_ID)
-    ]
-    vs = [
-        v
-        for v in docker_client.volumes.list(filters={"label": "shoal.node"})
-        if (v.attrs.get("Labels") or {}).get("shoal.node", "").startswith(RUN_ID)
-    ]
-    return cs, vs
-
-
 @pytest.fixture
 def cluster(tmp_path: Path, docker_client: Any) -> Iterator[Cluster]:
-    yield from make_cluster(tmp_path)
-    cs, vs = ours(docker_client)
-    for c in cs:
-        c.remove(force=True)
-    for v in vs:
-        v.remove(force=True)
+    yield from make_docker_cluster(tmp_path, docker_client)
 
 
 def test_docker_deploy_serves_pages_and_destroy_leaves_nothing(

@@ -12,7 +12,7 @@ import trio
 from node.context import AgentContext
 from node.peers import PeerUnreachable
 from node.projects import Project
-from tests.integration.inproc import InProcCluster, make_key, wait_for
+from tests.integration.inproc import InProcCluster, all_see_alive, make_key, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -33,10 +33,7 @@ async def three(cluster: InProcCluster) -> AgentContext:
     await cluster.add("d1", region="us", join=["d0"])
     await cluster.add("d2", region="ap", join=["d0"])
     await cluster.add("d3", region="eu", join=["d0"])
-    await wait_for(
-        "every agent to see 4 alive",
-        lambda: all(sum(p.status == "alive" for p in c.peers()) == 4 for c in cluster.contexts()),
-    )
+    await all_see_alive(cluster, 4)
     _, outcome = await front.projects.deploy(WEB)
     assert outcome.missing == 0
     return front

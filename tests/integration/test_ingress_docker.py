@@ -16,8 +16,12 @@ import pytest
 
 from node.ingress_proxy import CONFIG_PATH, TOKEN_HEADER
 from tests.conftest import free_port
-from tests.integration.agents import Agent, Cluster, make_cluster, wait_until
-from tests.integration.test_cluster_docker import ours
+from tests.integration.agents import (
+    Agent,
+    Cluster,
+    make_docker_cluster,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -26,12 +30,7 @@ SPEC = {"image": "shoal-servo:latest", "replicas": 2, "memory": "64M", "cpus": 0
 
 @pytest.fixture
 def cluster(tmp_path: Path, docker_client: Any) -> Iterator[Cluster]:
-    yield from make_cluster(tmp_path)
-    cs, vs = ours(docker_client)
-    for c in cs:
-        c.remove(force=True)
-    for v in vs:
-        v.remove(force=True)
+    yield from make_docker_cluster(tmp_path, docker_client)
 
 
 def routing_table(agent: Agent) -> dict[str, Any]:

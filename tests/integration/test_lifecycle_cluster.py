@@ -12,8 +12,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.agents import Agent, Cluster, make_cluster, wait_until
-from tests.integration.test_cluster_docker import ours
+from tests.integration.agents import (
+    Agent,
+    Cluster,
+    make_docker_cluster,
+    ours,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -22,12 +27,7 @@ SPEC = {"image": "shoal-servo:latest", "replicas": 3, "memory": "32M", "cpus": 0
 
 @pytest.fixture
 def cluster(tmp_path: Path, docker_client: Any) -> Iterator[Cluster]:
-    yield from make_cluster(tmp_path)
-    cs, vs = ours(docker_client)
-    for c in cs:
-        c.remove(force=True)
-    for v in vs:
-        v.remove(force=True)
+    yield from make_docker_cluster(tmp_path, docker_client)
 
 
 def four(cluster: Cluster) -> list[Agent]:

@@ -13,7 +13,7 @@ from node.projects import Project
 from placement.converge import Desired
 from sim.fleet import Fleet
 from sim.gossip_net import GossipNet
-from tests.integration.inproc import InProcCluster, make_key, wait_for
+from tests.integration.inproc import InProcCluster, all_see_alive, make_key, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -48,12 +48,7 @@ async def deployed_ids(tmp_path: Path) -> list[str]:
         await cluster.add("a0", region="eu")
         await cluster.add("a1", region="us", join=["a0"])
         await cluster.add("a2", region="ap", join=["a0"])
-        await wait_for(
-            "every agent to see 3 alive",
-            lambda: all(
-                sum(p.status == "alive" for p in c.peers()) == 3 for c in cluster.contexts()
-            ),
-        )
+        await all_see_alive(cluster, 3)
         _, outcome = await cluster.ctx("a1").projects.deploy(WEB)
         assert outcome.missing == 0, outcome.failures
         nursery.cancel_scope.cancel()
@@ -83,12 +78,7 @@ async def test_two_agents_converging_one_project_at_once_make_no_extra_servo(
         b = await cluster.add("r1", region="us", join=["r0"])
         await cluster.add("r2", region="ap", join=["r0"])
         await cluster.add("r3", region="eu", join=["r0"])
-        await wait_for(
-            "every agent to see 4 alive",
-            lambda: all(
-                sum(p.status == "alive" for p in c.peers()) == 4 for c in cluster.contexts()
-            ),
-        )
+        await all_see_alive(cluster, 4)
         entry = a.specs.write("web", WEB)
         await a.specs.push(entry)
         await wait_for("b to learn the spec", lambda: b.registry.get("web") is not None)

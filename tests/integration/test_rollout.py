@@ -13,7 +13,7 @@ import trio
 from node.context import AgentContext
 from node.projects import Project
 from placement.converge import UpdatePolicy, recovery_owner
-from tests.integration.inproc import InProcCluster, make_key, wait_for
+from tests.integration.inproc import InProcCluster, all_see_alive, make_key, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -35,10 +35,7 @@ async def start(cluster: InProcCluster) -> AgentContext:
     front = await cluster.add("u0", region="eu")
     await cluster.add("u1", region="us", join=["u0"])
     await cluster.add("u2", region="ap", join=["u0"])
-    await wait_for(
-        "every agent to see 3 alive",
-        lambda: all(sum(p.status == "alive" for p in c.peers()) == 3 for c in cluster.contexts()),
-    )
+    await all_see_alive(cluster, 3)
     _, outcome = await front.projects.deploy(V1)
     assert outcome.missing == 0
     await wait_for("3 running", lambda: len(running(cluster)) == 3)
@@ -103,12 +100,7 @@ async def test_a_rollout_goes_on_when_its_driving_agent_dies(tmp_path: Path) -> 
         cluster = InProcCluster(nursery, tmp_path, make_key(tmp_path))
         front = await start(cluster)
         await cluster.add("u3", region="eu", join=["u0"])
-        await wait_for(
-            "every agent to see 4 alive",
-            lambda: all(
-                sum(p.status == "alive" for p in c.peers()) == 4 for c in cluster.contexts()
-            ),
-        )
+        await all_see_alive(cluster, 4)
         await front.projects.deploy(V2)
         owner = recovery_owner("web", [c.name for c in cluster.contexts()])
         assert owner is not None

@@ -12,8 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.agents import Agent, Cluster, make_cluster, wait_until
-from tests.integration.test_cluster_docker import ours
+from tests.integration.agents import (
+    Agent,
+    Cluster,
+    make_docker_cluster,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -31,12 +35,7 @@ V1 = {
 
 @pytest.fixture
 def cluster(tmp_path: Path, docker_client: Any) -> Iterator[Cluster]:
-    yield from make_cluster(tmp_path)
-    cs, vs = ours(docker_client)
-    for c in cs:
-        c.remove(force=True)
-    for v in vs:
-        v.remove(force=True)
+    yield from make_docker_cluster(tmp_path, docker_client)
 
 
 def three(cluster: Cluster) -> Agent:
