@@ -30,7 +30,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from api.cli import keygen  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
 
 T = TypeVar("T")
 
@@ -59,12 +59,6 @@ SPEC = {"image": "shoal-servo:latest", "replicas": REPLICAS, "memory": "64M", "c
 LIVE_STATES = ("starting", "running")
 POLL_EVERY_S = 0.1
 HTTP_TIMEOUT_S = 5.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(

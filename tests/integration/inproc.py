@@ -4,7 +4,6 @@ patch the engine for all of them at once, and stop one gracefully or abruptly.""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -16,22 +15,7 @@ from api.server import serve_api
 from node.agent import run_agent, stop_gracefully
 from node.config import AgentConfig
 from node.context import AgentContext
-from tests.conftest import RUN_ID
-
-
-def udp_tcp_port() -> int:
-    """A port free for both TCP and UDP on loopback (gossip listens on both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-            t.bind(("127.0.0.1", 0))
-            port = int(t.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                try:
-                    u.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
+from tests.conftest import RUN_ID, free_port
 
 
 @attrs.define
@@ -60,8 +44,8 @@ class InProcCluster:
         config = AgentConfig(
             name=name,
             region=region,
-            gossip_port=udp_tcp_port(),
-            api_port=udp_tcp_port(),
+            gossip_port=free_port(),
+            api_port=free_port(),
             data_dir=self.base / short,
             runtime="fake",
             memory_mb=4096,
