@@ -29,6 +29,7 @@ class _Item:
     msg: list[Any]
     cost: int  # encoded size plus the per-message overhead of the packet's list
     sent: int = 0
+    mult: int = 1  # times the usual retransmit limit this broadcast is sent
 
 
 def retransmit_limit(mult: int, members: int) -> int:
@@ -48,12 +49,14 @@ class BroadcastQueue:
     def __len__(self) -> int:
         return len(self._items)
 
-    def put(self, key: str, msg: list[Any], size: int) -> None:
-        """Queue `msg` about member `key`, replacing any older broadcast about it."""
+    def put(self, key: str, msg: list[Any], size: int, limit_mult: int = 1) -> None:
+        """Queue `msg` about member `key`, replacing any older broadcast about it; it is sent
+        `limit_mult` times the usual retransmit limit (an agent's news about itself: nobody
+        else can start that epidemic again, so it is worth a few more packets)."""
         old = self._items.get(key)
         if old is not None:
             self._unbucket(old)
-        item = _Item(key, msg, size + PER_MSG_OVERHEAD)
+        item = _Item(key, msg, size + PER_MSG_OVERHEAD, 0, max(1, limit_mult))
         self._items[key] = item
         self._bucket(item)
 
@@ -118,7 +121,7 @@ class BroadcastQueue:
                 del floors[sent]
             sent += 1
             item.sent = sent
-            if sent >= limit:
+            if sent >= limit * item.mult:
                 del items[key]
                 continue
             upper = buckets.get(sent)

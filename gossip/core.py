@@ -64,6 +64,9 @@ def push_pull_interval_s(base_s: float, members: int) -> float:
     return base_s * (extra + 1)
 
 
+OWN_NEWS_MULT = 3
+
+
 @attrs.frozen
 class GossipConfig:
     """LAN defaults (memberlist's DefaultLANConfig, with Lifeguard on)."""
@@ -219,14 +222,18 @@ class Gossip:
         it sizes retransmit limits and suspicion timeouts on every packet)."""
         return self._live
 
-    def _queue(self, key: str, msg: Msg) -> None:
+    def _queue(self, key: str, msg: Msg, limit_mult: int = 1) -> None:
         if not self._gossip_armed:  # asleep: wake at the grid's next point
             self._gossip_armed = True
             self._timer(self._next_gossip_round(self._now), "gossip", None)
-        self.broadcasts.put(key, msg, encoded_size(msg))
+        self.broadcasts.put(key, msg, encoded_size(msg), limit_mult)
 
     def _queue_alive(self, m: Member) -> None:
-        self._queue(m.name, m.alive_msg())
+        # An agent's own news (new metadata, a refutation) has one source: if its few copies
+        # all miss a member, that member waits for a push-pull (30 s) to learn, say, that a lost
+        # servo is back. Its own broadcasts go OWN_NEWS_MULT times as often as relayed ones.
+        mult = OWN_NEWS_MULT if m is self.me else 1
+        self._queue(m.name, m.alive_msg(), mult)
 
     def _send(self, addr: Addr, msg: Msg) -> None:
         """Send one message with as many broadcasts piggybacked as fit in the packet budget."""

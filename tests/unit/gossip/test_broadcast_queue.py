@@ -114,3 +114,14 @@ def test_take_matches_the_obvious_implementation(ops: list[tuple[str, object, in
         else:
             assert q.take(int(str(a)), members=b) == ref.take(int(str(a)), b)
         assert len(q) == len(ref.items)
+
+
+def test_an_agents_own_news_is_sent_limit_mult_times_as_often() -> None:
+    q = BroadcastQueue(retransmit_mult=4)
+    q.put("me", ["alive", "me"], 20, limit_mult=3)
+    q.put("other", ["alive", "other"], 20)
+    sent: dict[str, int] = {"me": 0, "other": 0}
+    for _ in range(40):
+        for msg in q.take(1000, 9):
+            sent[str(msg[1])] += 1
+    assert sent == {"me": 12, "other": 4}  # 4 x ceil(log10(10)) = 4, and three times that
