@@ -87,7 +87,9 @@ def install_internal_routes(app: FastAPI, ctx: AgentContext) -> None:
         finally:
             ctx.publish_meta()
         # a second create of an id is the same request: say so, so the caller counts nothing new
-        return JSONResponse({**record.to_dict(), "existed": existed})
+        return JSONResponse(
+            {**record.to_dict(), "existed": existed, "inventory": ctx.host.inventory_version}
+        )
 
     @router.post("/servos/{servo_id}/{action}")
     async def servo_action(servo_id: str, action: str, request: Request) -> dict[str, Any]:
@@ -110,7 +112,12 @@ def install_internal_routes(app: FastAPI, ctx: AgentContext) -> None:
             raise ApiError(503, "host_error", str(exc)) from None
         finally:
             ctx.publish_meta()
-        return {"ok": True, "servo": servo_id, "action": action}
+        return {
+            "ok": True,
+            "servo": servo_id,
+            "action": action,
+            "inventory": ctx.host.inventory_version,
+        }
 
     @router.get("/projects")
     async def get_projects() -> dict[str, Any]:

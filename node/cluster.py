@@ -109,6 +109,7 @@ class Peer:
     runtime: str = ""
     draining: bool = False
     stopping_ms: int = 0  # set in the last words of an agent stopping gracefully
+    inventory: int = 0  # the host's inventory version its servo list is as of
 
     @property
     def alive(self) -> bool:
@@ -155,6 +156,7 @@ def build_meta(
     specs_digest: str,
     draining: bool = False,
     stopping_ms: int = 0,
+    inventory: int = 0,
 ) -> dict[str, Any]:
     """This agent's own gossip metadata. Servo records are trimmed to what peers need."""
     return {
@@ -174,6 +176,7 @@ def build_meta(
         "specs": specs_digest,
         "draining": draining,
         "stopping": stopping_ms,
+        "inv": inventory,
     }
 
 
@@ -249,6 +252,7 @@ def peer_from_member(member: MemberLike) -> Peer | None:
             runtime=str(meta.get("runtime", "")),
             draining=bool(meta.get("draining", False)),
             stopping_ms=int(meta.get("stopping", 0) or 0),
+            inventory=int(meta.get("inv", 0) or 0),
         )
     except (KeyError, IndexError, TypeError, ValueError):
         return None

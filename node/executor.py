@@ -82,31 +82,44 @@ class Overlay:
     """This agent's own recent actions that gossip may not show yet.
 
     Laid over the view so that a listing right after a deploy shows the servos just created and
-    the next deploy does not place onto memory already promised. An entry goes as soon as the
-    view confirms it (the servo appears, or is gone), so a later change by another agent is
-    never masked, and after `OVERLAY_TTL_S` in any case.
+    the next deploy does not place onto memory already promised. Each entry holds the host's
+    inventory version its answer carried; it goes as soon as the host's gossip row is at least
+    that new (whatever that row says: another agent may have removed the servo since), and
+    after `OVERLAY_TTL_S` in any case. So a later change by another agent is never masked.
     """
 
-    added: dict[str, tuple[float, ServoEntry]] = attrs.field(factory=dict)
-    removed: dict[str, tuple[float, ServoEntry]] = attrs.field(factory=dict)
+    # servo id -> (expires at, the servo, the host's inventory version after the action)
+    added: dict[str, tuple[float, ServoEntry, int]] = attrs.field(factory=dict)
+    removed: dict[str, tuple[float, ServoEntry, int]] = attrs.field(factory=dict)
 
     def apply(self, peers: list[Peer], now: float) -> list[Peer]:
-        reported = {s.servo_id for p in peers for s in p.servos}
-        self.added = {k: v for k, v in self.added.items() if v[0] > now and k not in reported}
-        self.removed = {k: v for k, v in self.removed.items() if v[0] > now and k in reported}
+        seen = {p.name: p.inventory for p in peers}
+
+        def pending(entry: tuple[float, ServoEntry, int]) -> bool:
+            expires, servo, version = entry
+            return expires > now and seen.get(servo.node, 0) < version
+
+        self.added = {k: v for k, v in self.added.items() if pending(v)}
+        self.removed = {k: v for k, v in self.removed.items() if pending(v)}
         if not self.added and not self.removed:
             return peers
         out = []
         for p in peers:
-            gone = [e for _, e in self.removed.values() if e.node == p.name]
-            extra = [e for _, e in self.added.values() if e.node == p.name]
+            gone = [e for _, e, _ in self.removed.values() if e.node == p.name]
+            extra = [e for _, e, _ in self.added.values() if e.node == p.name]
             if not gone and not extra:
                 out.append(p)
                 continue
             gone_ids = {e.servo_id for e in gone}
+            have = {s.servo_id for s in p.servos}
+            extra = [e for e in extra if e.servo_id not in have]
             servos = [s for s in p.servos if s.servo_id not in gone_ids] + extra
-            mem = sum(e.memory_mb for e in extra) - sum(e.memory_mb for e in gone)
-            cpu = sum(e.millicpus for e in extra) - sum(e.millicpus for e in gone)
+            mem = sum(e.memory_mb for e in extra) - sum(
+                e.memory_mb for e in gone if e.servo_id in have
+            )
+            cpu = sum(e.millicpus for e in extra) - sum(
+                e.millicpus for e in gone if e.servo_id in have
+            )
             out.append(
                 attrs.evolve(
                     p,
@@ -259,7 +272,8 @@ class Executor:
             memory_mb=entry.memory_mb or project.memory_mb,
             millicpus=entry.millicpus or project.millicpus,
         )
-        self.overlay.added[action.servo_id] = (self._clock() + OVERLAY_TTL_S, entry)
+        version = int(record.get("inventory", 0) or 0)
+        self.overlay.added[action.servo_id] = (self._clock() + OVERLAY_TTL_S, entry, version)
         if record.get("existed"):
             return  # planned by another agent (or an earlier try) too: nothing new was made
         outcome.created.append(action.servo_id)
@@ -273,7 +287,7 @@ class Executor:
 
     async def _remove(self, action: Remove, peer: Peer, outcome: Outcome) -> None:
         try:
-            await self._client.remove_servo(peer.name, peer.api, action.servo_id)
+            answer = await self._client.remove_servo(peer.name, peer.api, action.servo_id)
         except PeerError as exc:
             if exc.reason == "not_found":  # already gone: the wanted state, nothing to do
                 self.overlay.added.pop(action.servo_id, None)
@@ -291,6 +305,11 @@ class Executor:
         self.overlay.added.pop(action.servo_id, None)
         entry = next((s for s in peer.servos if s.servo_id == action.servo_id), None)
         if entry is not None:
-            self.overlay.removed[action.servo_id] = (self._clock() + OVERLAY_TTL_S, entry)
+            version = int(answer.get("inventory", 0) or 0)
+            self.overlay.removed[action.servo_id] = (
+                self._clock() + OVERLAY_TTL_S,
+                entry,
+                version,
+            )
         outcome.removed.append(action.servo_id)
         log.info("servo.removed", servo=action.servo_id, node=peer.name, why=action.why)

@@ -162,6 +162,10 @@ class HostService:
         self._wall_ms = wall_ms  # epoch ms: what records and kept volumes show
         self._locks: dict[str, trio.Lock] = {}
         self._records: dict[str, ServoRecord] = {}
+        # grows with every change of the servo records (from the wall clock in microseconds,
+        # so a restarted agent never goes back): a peer that sees a version at least as new as
+        # the one a create or remove answered with knows its gossip view includes that change
+        self.inventory_version = 0
         self._history: dict[str, CrashHistory] = {}  # servo -> the policy's memory of it
         self._restart_at: dict[str, float] = {}  # restarting servo -> when (self._clock) to try
         self._oom_seen: set[str] = set()  # servos whose container had an `oom` event
@@ -224,13 +228,18 @@ class HostService:
             record = attrs.evolve(record, ready_since_ms=self._wall_ms())
         else:
             record = attrs.evolve(record, ready_since_ms=before.ready_since_ms)
+        self._bump()
         self.store.put(record)
         self._records[record.servo_id] = record
         if before is None or (before.state, before.restarts) != (record.state, record.restarts):
             self._hook(self.on_change)
         return record
 
+    def _bump(self) -> None:
+        self.inventory_version = max(self.inventory_version + 1, int(time.time() * 1_000_000))
+
     def _forget(self, servo_id: str) -> None:
+        self._bump()
         self.store.delete(servo_id)
         self._records.pop(servo_id, None)
         self.admission.release(servo_id)

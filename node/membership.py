@@ -32,6 +32,8 @@ class GossipLike(Protocol):
 
 
 class HostLike(Protocol):
+    inventory_version: int
+
     def capacity_snapshot(self) -> dict[str, int]: ...
     def servo_records(self) -> list[dict[str, Any]]: ...
 
@@ -106,6 +108,7 @@ class MembershipView:
             specs_digest=self._specs_digest(),
             draining=self._draining(),
             stopping_ms=self.stopping_ms,
+            inventory=self.host.inventory_version,
         )
         if meta != self._last_meta:
             self._last_meta = meta

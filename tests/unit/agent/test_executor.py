@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import trio
 
 from node.cluster import Peer
@@ -26,6 +27,7 @@ class FakeClient:
 
     def __init__(self) -> None:
         self.hosts: dict[str, set[str]] = {}
+        self.version = 0
 
     async def create_servo(
         self,
@@ -36,13 +38,20 @@ class FakeClient:
         replaces: str | None = None,
     ) -> dict[str, Any]:
         self.hosts.setdefault(node, set()).add(spec["servo_id"])
-        return {"id": spec["servo_id"], "project": spec["project"], "state": "running"}
+        self.version += 1
+        return {
+            "id": spec["servo_id"],
+            "project": spec["project"],
+            "state": "running",
+            "inventory": self.version,
+        }
 
     async def remove_servo(self, node: str, api: str, servo_id: str) -> dict[str, Any]:
         if servo_id not in self.hosts.get(node, set()):
             raise PeerFailed(node, f"no servo {servo_id}", "not_found")
         self.hosts[node].discard(servo_id)
-        return {"ok": True}
+        self.version += 1
+        return {"ok": True, "inventory": self.version}
 
 
 async def test_a_servo_made_and_removed_before_gossip_shows_it_is_forgotten() -> None:
@@ -60,3 +69,16 @@ async def test_a_servo_made_and_removed_before_gossip_shows_it_is_forgotten() ->
     assert shown == set().union(*client.hosts.values()) and len(shown) == 1
     again = await ex.converge(Project("web", "shoal-servo:latest", 1, 64, 100))
     assert again.actions == [] and again.failures == []
+
+
+async def test_an_own_creation_goes_once_the_hosts_gossip_is_newer_whatever_it_says() -> None:
+    """Another agent removed the servo this one made before gossip showed it: the host's newer
+    inventory (without it) is the truth, and the overlay must not keep it alive."""
+    client = FakeClient()
+    peers = [peer("a", "eu"), peer("b", "us"), peer("c", "ap")]
+    ex = Executor("a", lambda: peers, client, clock=trio.current_time)  # type: ignore[arg-type]
+    await ex.converge(WEB)
+    assert sum(len(p.servos) for p in ex.peers()) == 3
+    newer = client.version + 1
+    peers[:] = [attrs.evolve(p, inventory=newer) for p in peers]  # gossip caught up: empty
+    assert sum(len(p.servos) for p in ex.peers()) == 0
