@@ -141,14 +141,17 @@ class AgentContext:
         self._publish_due.set()
 
     async def _write_project(self, project: Any) -> None:
-        await self.specs.push(self.specs.write(project.name, project))
+        self.specs.push_soon(self.specs.write(project.name, project))
 
     def _on_specs_merged(self) -> None:
         self.publish_meta()
         self.recovery.wake()
 
     def on_membership_event(self, kind: str) -> None:
-        if kind in ("dead", "left", "joined", "alive", "suspect", "updated"):
+        # not "updated": every servo change anywhere is one, and waking every agent's
+        # recovery for each would make a deploy cost a round on every agent; the periodic
+        # round (2 s) picks up failed servos and rollout progress on other hosts
+        if kind in ("dead", "left", "joined", "alive", "suspect"):
             self.recovery.wake()
 
     async def leave(self) -> dict[str, Any]:

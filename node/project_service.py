@@ -146,7 +146,7 @@ class ProjectService:
         prior = entry.project if entry is not None else None
         project = project.next_of(prior, wall_ms())
         if prior != project:
-            await self.specs.push(self.specs.write(project.name, project))
+            self.specs.push_soon(self.specs.write(project.name, project))
         return project
 
     async def deploy(self, project: Project) -> tuple[Project, Outcome]:

@@ -20,6 +20,7 @@ from node.projects import Entry, Project, ProjectRegistry
 log = get_logger("node.specs")
 
 ANTI_ENTROPY_S = 3.0
+PUSH_BACKLOG = 1000  # writes waiting to be pushed; beyond, anti-entropy carries them
 
 
 class SpecReplicator:
@@ -38,12 +39,21 @@ class SpecReplicator:
         self.client = client
         self._peers = peers
         self._on_merged = on_merged
+        self._push_send, self._push_recv = trio.open_memory_channel[Entry](PUSH_BACKLOG)
 
     def write(self, name: str, project: Project | None) -> Entry:
         entry = Entry(name, self.hlc.now(wall_ms()), project)
         self.registry.merge([entry])
         self._on_merged()
         return entry
+
+    def push_soon(self, entry: Entry) -> None:
+        """Push a write in the background: the request that made it does not wait for the
+        slowest peer (a deploy through one agent must not cost more in a larger cluster)."""
+        try:
+            self._push_send.send_nowait(entry)
+        except trio.WouldBlock:
+            log.warning("specs.push_backlog_full", project=entry.name)
 
     async def push(self, entry: Entry) -> None:
         """Tell every reachable peer about a write now, rather than at the next pull."""
@@ -74,10 +84,16 @@ class SpecReplicator:
         return len(won)
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        while True:
-            await trio.sleep(ANTI_ENTROPY_S)
-            await self.pull_round()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._pusher)
+            task_status.started()
+            while True:
+                await trio.sleep(ANTI_ENTROPY_S)
+                await self.pull_round()
+
+    async def _pusher(self) -> None:
+        async for entry in self._push_recv:
+            await self.push(entry)
 
     async def pull_round(self) -> None:
         mine = self.registry.digest()

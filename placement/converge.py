@@ -40,7 +40,7 @@ import attrs
 
 from placement.hashing import mix, stable_hash
 from placement.model import ALIVE, ClusterView, Decision, PlacementRequest
-from placement.place import PlacementIndex
+from placement.place import PlacementIndex, name_hash
 
 LIVE_STATES = frozenset({"starting", "running", "restarting"})
 # A stopped servo of a running project is started again by its host: it still holds its slot.
@@ -509,7 +509,7 @@ def recovery_owner(project: str, alive_nodes: Iterable[str]) -> str | None:
     ph = stable_hash(project)
     best: tuple[int, str] | None = None
     for name in alive_nodes:
-        score = (mix(ph, stable_hash(name)), name)
+        score = (mix(ph, name_hash(name)), name)
         if best is None or score > best:
             best = score
     return best[1] if best else None

@@ -40,6 +40,11 @@ _SCALE = 10_000
 _NAME_HASHES: dict[str, int] = {}  # node name -> stable hash; names are few, hashing is not free
 
 
+def name_hash(name: str) -> int:
+    """`stable_hash(name)`, cached: node names are few and hashed over and over."""
+    return _name_hash(name)
+
+
 def _name_hash(name: str) -> int:
     h = _NAME_HASHES.get(name)
     if h is None:
