@@ -119,6 +119,10 @@ def install_internal_routes(app: FastAPI, ctx: AgentContext) -> None:
             "inventory": ctx.host.inventory_version,
         }
 
+    @router.get("/projects/digest")
+    async def projects_digest() -> dict[str, Any]:
+        return {"digest": ctx.registry.digest()}
+
     @router.get("/projects")
     async def get_projects() -> dict[str, Any]:
         return {"entries": [e.to_wire() for e in ctx.registry.entries()]}
@@ -129,7 +133,8 @@ def install_internal_routes(app: FastAPI, ctx: AgentContext) -> None:
         entries = body.get("entries") if isinstance(body, dict) else None
         if not isinstance(entries, list):
             raise ApiError(422, "invalid_request", "entries must be a list")
-        return {"merged": ctx.specs.merge(entries)}
+        sender = request.headers.get("X-Shoal-From", "")
+        return {"merged": ctx.specs.merge(entries, sender=sender)}
 
     @router.get("/servos/{servo_id}/logs/{tail}")
     async def servo_logs(servo_id: str, tail: int) -> dict[str, Any]:

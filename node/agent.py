@@ -83,7 +83,7 @@ async def run_agent(
         meta={},
         seeds=[parse_hostport(s, config.gossip_port) for s in config.join],
     )
-    client = PeerClient(keys)
+    client = PeerClient(keys, me=config.name)
     ctx = AgentContext(
         config=config,
         keys=keys,

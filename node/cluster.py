@@ -105,7 +105,6 @@ class Peer:
     millicpus_total: int
     millicpus_free: int
     servos: tuple[ServoEntry, ...]
-    specs_digest: str = ""
     runtime: str = ""
     draining: bool = False
     stopping_ms: int = 0  # set in the last words of an agent stopping gracefully
@@ -153,7 +152,6 @@ def build_meta(
     runtime: str,
     capacity: Mapping[str, int],
     servos: Iterable[Mapping[str, Any]],
-    specs_digest: str,
     draining: bool = False,
     stopping_ms: int = 0,
     inventory: int = 0,
@@ -173,7 +171,6 @@ def build_meta(
             int(capacity["millicpus_free"]),
         ],
         "servos": [_servo_wire(s) for s in servos],
-        "specs": specs_digest,
         "draining": draining,
         "stopping": stopping_ms,
         "inv": inventory,
@@ -248,7 +245,6 @@ def peer_from_member(member: MemberLike) -> Peer | None:
             millicpus_total=int(cap[2]),
             millicpus_free=int(cap[3]),
             servos=servos,
-            specs_digest=str(meta.get("specs", "")),
             runtime=str(meta.get("runtime", "")),
             draining=bool(meta.get("draining", False)),
             stopping_ms=int(meta.get("stopping", 0) or 0),

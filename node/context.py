@@ -67,7 +67,6 @@ class AgentContext:
             ),
             self.gossip,
             self.host,
-            self.registry.digest,
             lambda: drain_state.draining,
             restart_grace_s=cfg.restart_grace_s,
         )
@@ -97,7 +96,12 @@ class AgentContext:
             write=self._write_project,
         )
         self.drainer = Drainer(
-            drain_state, self.host, self.registry, self.executor, self.publish_meta
+            drain_state,
+            self.host,
+            self.registry,
+            self.executor,
+            self.publish_meta,
+            catch_up=lambda: self.specs.pull_round(peers=len(self.peers())),
         )
         self.projects = ProjectService(
             cfg.name, self.registry, self.specs, self.executor, self.client
@@ -144,7 +148,6 @@ class AgentContext:
         self.specs.push_soon(self.specs.write(project.name, project))
 
     def _on_specs_merged(self) -> None:
-        self.publish_meta()
         self.recovery.wake()
 
     def on_membership_event(self, kind: str) -> None:

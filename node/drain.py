@@ -11,7 +11,7 @@ elsewhere keeps its servo here rather than lose it.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -59,12 +59,14 @@ class Drainer:
         registry: ProjectRegistry,
         executor: Executor,
         publish: Callable[[], None],
+        catch_up: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.state = state
         self.host = host
         self.registry = registry
         self.executor = executor
         self._publish = publish
+        self._catch_up = catch_up
 
     def _held(self) -> list[dict[str, Any]]:
         return [r for r in self.host.servo_records() if r["state"] in HELD_STATES]
@@ -75,6 +77,11 @@ class Drainer:
         self.state.set(True)
         self._publish()
         before = {str(r["id"]) for r in self._held()}
+        unknown = {str(r["project"]) for r in self._held()} - {p.name for p in self.registry.live()}
+        if unknown and self._catch_up is not None:
+            # servos of a project this agent has not heard of yet (deployed a moment ago
+            # through another agent): learn the specs first, or they could not be moved
+            await self._catch_up()
         for _ in range(DRAIN_ROUNDS):
             projects = sorted({str(r["project"]) for r in self._held()})
             if not projects:

@@ -56,7 +56,6 @@ class MembershipView:
         me: Identity,
         gossip: GossipLike,
         host: HostLike,
-        specs_digest: Callable[[], str],
         draining: Callable[[], bool],
         restart_grace_s: float = DEFAULT_RESTART_GRACE_S,
         clock_ms: Callable[[], int] = wall_ms,
@@ -64,7 +63,6 @@ class MembershipView:
         self.me = me
         self.gossip = gossip
         self.host = host
-        self._specs_digest = specs_digest
         self._draining = draining
         self.restart_grace_ms = int(restart_grace_s * 1000)
         self._clock_ms = clock_ms
@@ -105,7 +103,6 @@ class MembershipView:
             runtime=self.me.runtime,
             capacity=self.host.capacity_snapshot(),
             servos=self.host.servo_records(),
-            specs_digest=self._specs_digest(),
             draining=self._draining(),
             stopping_ms=self.stopping_ms,
             inventory=self.host.inventory_version,

@@ -56,10 +56,12 @@ class PeerClient:
     def __init__(
         self,
         keys: Sequence[bytes],
+        me: str = "",
         timeout_s: float = 30.0,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self._key = keys[0]
+        self.me = me
         self._clock_ms = clock_ms
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s, connect=2.0),
@@ -77,9 +79,11 @@ class PeerClient:
         path: str,
         body: Any = None,
         timeout_s: float | None = None,
+        extra_headers: dict[str, str] | None = None,
     ) -> Any:
         raw = json.dumps(body).encode() if body is not None else b""
         headers = {HEADER: sign(self._key, self._clock_ms(), method, path, raw)}
+        headers.update(extra_headers or {})
         if body is not None:
             headers["Content-Type"] = "application/json"
         try:
@@ -179,7 +183,19 @@ class PeerClient:
         return result
 
     async def push_specs(self, node: str, api: str, entries: list[dict[str, Any]]) -> None:
-        await self._call(node, api, "POST", "/internal/projects", {"entries": entries}, 5.0)
+        await self._call(
+            node,
+            api,
+            "POST",
+            "/internal/projects",
+            {"entries": entries},
+            5.0,
+            {"X-Shoal-From": self.me},
+        )
+
+    async def specs_digest(self, node: str, api: str) -> str:
+        data = await self._call(node, api, "GET", "/internal/projects/digest", None, 5.0)
+        return str(data.get("digest", "")) if isinstance(data, dict) else ""
 
     async def pull_specs(self, node: str, api: str) -> list[dict[str, Any]]:
         data = await self._call(node, api, "GET", "/internal/projects", None, 5.0)

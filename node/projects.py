@@ -393,27 +393,41 @@ class ProjectRegistry:
         return max((e.ts for e in self._entries.values()), default=None)
 
     def merge(self, entries: Iterable[Entry]) -> list[Entry]:
-        """Keep each entry that is newer than what we hold; returns the ones that won."""
+        """Keep each entry that is newer than what we hold; returns the ones that won. One
+        transaction (one fsync) for the whole batch, on disk before it returns."""
         won: list[Entry] = []
         with self._lock:
             for entry in entries:
                 mine = self._entries.get(entry.name)
                 if mine is not None and mine.ts >= entry.ts:
                     continue
-                body = json.dumps(entry.project.to_wire() if entry.project else {}, sort_keys=True)
-                self._db.execute(
-                    "INSERT OR REPLACE INTO projects VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        entry.name,
-                        body,
-                        entry.ts.wall_ms,
-                        entry.ts.counter,
-                        entry.ts.node,
-                        int(entry.deleted),
-                    ),
+                if any(w.name == entry.name and w.ts >= entry.ts for w in won):
+                    continue
+                won = [w for w in won if w.name != entry.name] + [entry]
+            if not won:
+                return []
+            rows = [
+                (
+                    e.name,
+                    json.dumps(e.project.to_wire() if e.project else {}, sort_keys=True),
+                    e.ts.wall_ms,
+                    e.ts.counter,
+                    e.ts.node,
+                    int(e.deleted),
                 )
-                self._entries[entry.name] = entry
-                won.append(entry)
+                for e in won
+            ]
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO projects VALUES (?, ?, ?, ?, ?, ?)", rows
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            for e in won:
+                self._entries[e.name] = e
         return won
 
     def recall(self, key: str) -> tuple[int, str] | None:
