@@ -70,6 +70,8 @@ log = get_logger("node.host")
 
 RECONCILE_INTERVAL_S = 60.0  # a safety net only: exits arrive through the event stream
 RETENTION_INTERVAL_S = 3600.0
+DEREGISTER_S = 2.0  # a removed servo is out of rotation this long before it goes (ingress poll
+# every 1 s, plus gossip)
 DEFAULT_VOLUME_RETENTION_S = 7 * 24 * 3600  # the agent's --volume-retention default
 WATCH_RETRY_MIN_S = 0.5  # reconnecting to a broken event stream: doubling up to the max
 WATCH_RETRY_MAX_S = 10.0
@@ -166,6 +168,7 @@ class HostService:
         # so a restarted agent never goes back): a peer that sees a version at least as new as
         # the one a create or remove answered with knows its gossip view includes that change
         self.inventory_version = 0
+        self._leaving: set[str] = set()  # servos being removed, still running a moment
         self._history: dict[str, CrashHistory] = {}  # servo -> the policy's memory of it
         self._restart_at: dict[str, float] = {}  # restarting servo -> when (self._clock) to try
         self._oom_seen: set[str] = set()  # servos whose container had an `oom` event
@@ -198,7 +201,13 @@ class HostService:
         }
 
     def servo_records(self) -> list[dict[str, Any]]:
-        return [r.to_dict() for _, r in sorted(self._records.items())]
+        out = []
+        for sid, r in sorted(self._records.items()):
+            body = r.to_dict()
+            if sid in self._leaving:  # on its way out: out of every ingress's rotation
+                body["state"], body["healthy"], body["ready_since_ms"] = "stopped", False, 0
+            out.append(body)
+        return out
 
     def get(self, servo_id: str) -> ServoRecord | None:
         return self._records.get(servo_id)
@@ -412,10 +421,22 @@ class HostService:
             self._history[servo_id] = CrashHistory()  # an operator's start forgives the past
             return self._running(record)
 
-    async def remove_servo(self, servo_id: str) -> None:
+    async def remove_servo(self, servo_id: str, deregister_s: float = DEREGISTER_S) -> None:
         """Remove its container and record, KEEP its volume (listed by `kept_volumes`).
 
-        What scale-down, over-count, drain and the replacement of a failed servo use."""
+        What scale-down, over-count, drain, rolling updates and the replacement of a failed
+        servo use. A running servo that serves ports is first reported `stopped` for
+        `deregister_s` while it keeps running, so every ingress takes it out of rotation
+        before its container goes (a load balancer's deregistration delay): a request it is
+        answering is not cut off mid-way."""
+        record = self._known(servo_id)
+        if deregister_s > 0 and record.state == "running" and record.host_ports:
+            self._leaving.add(servo_id)
+            self._hook(self.on_change)
+            try:
+                await trio.sleep(deregister_s)
+            finally:
+                self._leaving.discard(servo_id)
         await self._remove(servo_id, keep_volume=True)
 
     async def destroy_servo(self, servo_id: str, keep_volume: bool = False) -> None:

@@ -255,7 +255,11 @@ async def test_remove_keeps_the_volume_destroy_deletes_it(
     await host.create_servo(spec("k1", "keep"))
     await host.create_servo(spec("k2", "gone"))
     await trio.sleep(10)
-    await host.remove_servo("k1")
+    nursery.start_soon(host.remove_servo, "k1")
+    await trio.sleep(1)  # deregistering: reported stopped (out of rotation), still running
+    (leaving,) = [r for r in host.servo_records() if r["id"] == "k1"]
+    assert leaving["state"] == "stopped" and container_name(NODE, "k1") in runtime.containers
+    await trio.sleep(2)
     assert host.get("k1") is None and host.store.get("k1") is None
     assert container_name(NODE, "k1") not in runtime.containers
     assert volume_name(NODE, "k1") in runtime.volumes
@@ -270,7 +274,7 @@ async def test_remove_keeps_the_volume_destroy_deletes_it(
             "servo": "k1",
             "volume": volume_name(NODE, "k1"),
             "size_bytes": None,
-            "since": "2023-11-14T22:13:30.000Z",  # the virtual wall clock at t = 10 s
+            "since": "2023-11-14T22:13:32.000Z",  # the virtual wall clock at t = 12 s
         }
     ]
     # the same id created here again takes its volume back, and it is no longer kept
