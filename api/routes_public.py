@@ -43,9 +43,9 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
     router = APIRouter(prefix="/v1")
     service = ctx.projects
 
-    def get_project(name: str) -> Project:
+    async def get_project(name: str) -> Project:
         try:
-            return service.get(_name(name))
+            return await service.find(_name(name))
         except NotFound as exc:
             raise ApiError(404, "not_found", str(exc)) from None
 
@@ -91,13 +91,13 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
 
     @router.get("/projects/{name}")
     async def show_project(name: str) -> dict[str, Any]:
-        return service.view(get_project(name))
+        return service.view(await get_project(name))
 
     @router.get("/projects/{name}/logs")
     async def project_logs(
         name: str, servo: str | None = None, tail: Annotated[int, Query(ge=1, le=10_000)] = 50
     ) -> dict[str, Any]:
-        get_project(name)
+        await get_project(name)
         try:
             return {"project": name, "servos": await service.logs(name, servo, tail)}
         except NotFound as exc:
@@ -105,12 +105,12 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
 
     @router.get("/projects/{name}/history")
     async def history(name: str) -> dict[str, Any]:
-        get_project(name)
+        await get_project(name)
         return service.history(name)
 
     @router.post("/projects/{name}/rollback", dependencies=mutating)
     async def rollback(name: str, body: RollbackIn | None = None) -> dict[str, Any]:
-        get_project(name)
+        await get_project(name)
         try:
             project, outcome = await service.rollback(name, body.to if body else None)
         except NotFound as exc:
@@ -138,7 +138,7 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
         request: Request,
         idempotency_key: Annotated[str | None, Header()] = None,
     ) -> Response:
-        get_project(name)
+        await get_project(name)
 
         async def work() -> tuple[int, dict[str, Any]]:
             return deployed(*await service.scale(name, body.replicas))
@@ -149,7 +149,7 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
     async def stop(
         name: str, request: Request, idempotency_key: Annotated[str | None, Header()] = None
     ) -> Response:
-        get_project(name)
+        await get_project(name)
 
         async def work() -> tuple[int, dict[str, Any]]:
             return 200, service.view(await service.stop(name))
@@ -160,7 +160,7 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
     async def start(
         name: str, request: Request, idempotency_key: Annotated[str | None, Header()] = None
     ) -> Response:
-        get_project(name)
+        await get_project(name)
 
         async def work() -> tuple[int, dict[str, Any]]:
             return deployed(*await service.start(name))
@@ -169,7 +169,7 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
 
     @router.delete("/projects/{name}", dependencies=mutating)
     async def destroy(name: str, keep_volumes: bool = False) -> dict[str, Any]:
-        project = get_project(name)
+        project = await get_project(name)
         removed = await service.destroy(project.name, keep_volumes=keep_volumes)
         return {
             "name": project.name,

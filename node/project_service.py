@@ -55,6 +55,13 @@ class ProjectService:
             raise NotFound(f"no project named {name!r}")
         return entry.project
 
+    async def find(self, name: str) -> Project:
+        """`get`, but a project this agent has not heard of is first asked of its peers: a
+        write made through another agent a moment ago may still be on its way here."""
+        if self.registry.get(name) is None:
+            await self.specs.pull_round(peers=len(self.executor.peers()))
+        return self.get(name)
+
     def view(self, project: Project, outcome: Outcome | None = None) -> dict[str, Any]:
         """DESIGN.md's project JSON, from this agent's view (and a deploy's own outcome, which
         is fresher than gossip)."""

@@ -92,10 +92,12 @@ def test_killed_container_restarts_with_data_and_scale_down_keeps_volumes(
 
     def find() -> list[Any]:
         return [
-            c for c in ours(docker_client)[0] if c.attrs["Labels"].get("shoal.servo") == servo["id"]
+            c
+            for c in ours(docker_client)[0]
+            if c.attrs["Labels"].get("shoal.servo") == servo["id"] and c.attrs["State"] == "running"
         ]
 
-    (sparse,) = wait_until(f"the container of {servo['id']}", find, 10)
+    sparse = wait_until(f"the container of {servo['id']}", find, 10)[0]
     container = docker_client.containers.get(sparse.id)
     assert container.exec_run(["sh", "-c", "echo precious > /data/file"]).exit_code == 0
     container.kill()
