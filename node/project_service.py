@@ -21,6 +21,7 @@ from node.membership import wall_ms
 from node.peers import PeerClient, PeerError
 from node.projects import Project, ProjectRegistry
 from node.specs import SpecReplicator
+from placement.converge import recovery_owner
 
 log = get_logger("node.projects")
 
@@ -153,7 +154,15 @@ class ProjectService:
         prior = entry.project if entry is not None else None
         project = project.next_of(prior, wall_ms())
         if prior != project:
-            self.specs.push_soon(self.specs.write(project.name, project))
+            entry = self.specs.write(project.name, project)
+            # the project's owner acts on it on its own (recovery, rollouts): it must have the
+            # new desired state before this agent acts, or it would undo what we do next
+            # (recreate what a scale-down removed); everyone else learns it in the background
+            alive = [p.name for p in self.executor.peers() if p.status == "alive"]
+            owner = recovery_owner(project.name, alive)
+            if owner is not None and owner != self.me:
+                await self.specs.push_to(entry, [owner])
+            self.specs.push_soon(entry)
         return project
 
     async def deploy(self, project: Project) -> tuple[Project, Outcome]:

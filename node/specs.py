@@ -57,6 +57,14 @@ class SpecReplicator:
         self._on_merged()
         return entry
 
+    async def push_to(self, entry: Entry, names: list[str]) -> None:
+        """Tell these peers now, and wait (at most a few seconds) until they have it."""
+        body = [entry.to_wire()]
+        peers = [p for p in self._peers() if p.name in names and p.reachable]
+        async with trio.open_nursery() as nursery:
+            for peer in peers:
+                nursery.start_soon(self._push_quietly, peer, body)
+
     def push_soon(self, entry: Entry, but: str = "") -> None:
         """Push a write in the background: the request that made it does not wait for any
         peer (a deploy through one agent must not cost more in a larger cluster)."""
