@@ -17,8 +17,9 @@ All times are seconds from the kill. The kill follows the deploy by `--settle-be
 no agent holds back recovering a project written moments ago any more: the convergence engine's
 deterministic servo ids made that grace unnecessary). The machine's cores are shared by the 9
 Python agents (and this poller): that load is part of what is measured. Every process started
-is killed on exit (also on Ctrl-C) and the temporary directories are removed. Figures are printed, never
-asserted. The bench only uses the public HTTP API, so it measures whatever node/ does today.
+is killed on exit (also on Ctrl-C) and the temporary directories are removed. Figures are
+printed, never asserted. The bench only uses the public HTTP API, so it measures whatever node/
+does today.
 """
 
 from __future__ import annotations
