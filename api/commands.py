@@ -119,7 +119,7 @@ def _follow(
                     completed=rollout["healthy"],
                     total=max(1, replicas),
                 )
-            elif rollout is not None and rollout.get("state") == "rolled_back":
+            elif rollout is not None and rollout.get("state") in ("rolled_back", "failed"):
                 done = True
             else:
                 running = sum(1 for s in result["servos"] if s["state"] == "running")

@@ -27,6 +27,8 @@ log = get_logger("node.drain")
 
 FLAG_FILE = "draining"
 DRAIN_ROUNDS = 5
+DRAIN_PATIENCE = 3  # rounds without progress before a servo is declared unmovable
+DRAIN_RETRY_S = 1.0
 
 
 class ServoSource(Protocol):
@@ -82,7 +84,8 @@ class Drainer:
             # servos of a project this agent has not heard of yet (deployed a moment ago
             # through another agent): learn the specs first, or they could not be moved
             await self._catch_up()
-        for _ in range(DRAIN_ROUNDS):
+        idle = 0
+        for _ in range(DRAIN_ROUNDS + DRAIN_PATIENCE):
             projects = sorted({str(r["project"]) for r in self._held()})
             if not projects:
                 break
@@ -94,9 +97,15 @@ class Drainer:
                 outcome = await self.executor.converge(entry.project)
                 progress = progress or bool(outcome.created or outcome.removed)
             self._publish()
-            if not progress:
-                break
-            await trio.lowlevel.checkpoint()
+            if progress:
+                idle = 0
+            else:
+                idle += 1
+                if idle > DRAIN_PATIENCE:
+                    break
+            # nothing moved: gossip may still show room elsewhere as taken (a scale-down a
+            # moment ago); look again shortly before saying a servo cannot move
+            await trio.sleep(0 if progress else DRAIN_RETRY_S)
         left = self._held()
         moved = len(before - {str(r["id"]) for r in left})
         log.info("drain.done", moved=moved, kept=len(left))
