@@ -129,7 +129,12 @@ def test_killed_container_restarts_with_data_and_scale_down_keeps_volumes(
     scaled = httpx.post(f"{front.api}/v1/projects/kill/scale", json={"replicas": 1}, timeout=120)
     assert scaled.status_code == 200, scaled.text
     wait_until("two containers gone", lambda: len(ours(docker_client)[0]) == 1, 30)
-    (left,) = live(front, "kill")
+
+    def one_left() -> list[dict[str, Any]] | None:
+        servos = live(front, "kill")
+        return servos if len(servos) == 1 else None
+
+    (left,) = wait_until("one live servo in the front's view", one_left, 15)
     assert left["slot"] == 0  # a scale-down removes the highest slots
     assert volume_names(docker_client) == before  # the volumes of removed servos are kept
     kept = wait_until("both kept volumes listed", lambda: front.get("/v1/volumes")["volumes"])
