@@ -9,6 +9,7 @@ newest spec wins everywhere).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -222,41 +223,38 @@ class ProjectService:
         return done
 
     # --- volumes and logs, gathered from the hosts that hold them ------------------------------
-    async def volumes(self, node: str | None = None) -> tuple[list[dict[str, Any]], list[str]]:
-        """Every kept volume on every reachable host (or one), and the hosts that did not say."""
-        out: list[dict[str, Any]] = []
+    async def _gather(
+        self, node: str | None, ask: Callable[[Peer], Awaitable[list[Any]]]
+    ) -> tuple[list[Any], list[str]]:
+        """`ask` every reachable host (or just `node`) at once: what they answered, joined,
+        and the hosts that did not answer."""
+        found: list[Any] = []
         silent: list[str] = []
 
-        async def ask(peer: Peer) -> None:
+        async def one(peer: Peer) -> None:
             try:
-                out.extend(await self.client.volumes(peer.name, peer.api))
+                found.extend(await ask(peer))
             except PeerError:
                 silent.append(peer.name)
 
         async with trio.open_nursery() as nursery:
             for peer in self._targets(node):
-                nursery.start_soon(ask, peer)
-        out.sort(key=lambda v: (str(v.get("node")), str(v.get("volume"))))
-        return out, sorted(silent)
+                nursery.start_soon(one, peer)
+        return found, sorted(silent)
+
+    async def volumes(self, node: str | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+        """Every kept volume on every reachable host (or one), and the hosts that did not say."""
+        found, silent = await self._gather(node, lambda p: self.client.volumes(p.name, p.api))
+        found.sort(key=lambda v: (str(v.get("node")), str(v.get("volume"))))
+        return found, silent
 
     async def prune_volumes(
         self, node: str | None, project: str | None, older_than_s: float | None
     ) -> tuple[list[str], list[str]]:
-        pruned: list[str] = []
-        silent: list[str] = []
-
-        async def ask(peer: Peer) -> None:
-            try:
-                pruned.extend(
-                    await self.client.prune_volumes(peer.name, peer.api, project, older_than_s)
-                )
-            except PeerError:
-                silent.append(peer.name)
-
-        async with trio.open_nursery() as nursery:
-            for peer in self._targets(node):
-                nursery.start_soon(ask, peer)
-        return sorted(pruned), sorted(silent)
+        pruned, silent = await self._gather(
+            node, lambda p: self.client.prune_volumes(p.name, p.api, project, older_than_s)
+        )
+        return sorted(pruned), silent
 
     async def logs(self, name: str, servo_id: str | None, tail: int) -> list[dict[str, Any]]:
         self.get(name)
