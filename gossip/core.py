@@ -2,7 +2,9 @@
 
 Inputs: `handle(now, src, sender, msgs)` for a decoded UDP packet, `tick(now)` when time passes,
 `tcp_ack(now, seq)` when the shell's TCP ping fallback got through, `push_pull_state()` /
-`merge_state(now, states, join)` for TCP anti-entropy, `set_meta`, `leave`.
+`merge_state(now, states, join)` for TCP anti-entropy, `set_meta`, `leave`, and
+`broadcast_app(key, payload)` for the application's own news (its `AppDelegate` hears what
+arrives and says what is new, which is then passed on like any broadcast).
 Outputs, drained by the caller: `outbox` (UDP packets to send: address and messages),
 `tcp_pings` (TCP fallback probes to try), `events` (membership changes), and `next_deadline()`.
 
@@ -18,16 +20,18 @@ import heapq
 import math
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
 from gossip.awareness import Awareness
 from gossip.broadcast_queue import BroadcastQueue
 from gossip.messages import (
+    META_MAX_BYTES,
     STATUS_BY_CODE,
     STATUS_CODES,
     Addr,
+    MetaTooLarge,
     Msg,
     MsgType,
     Status,
@@ -39,7 +43,9 @@ from gossip.wire import encoded_size
 # comparisons sit on the per-message path.
 ALIVE, SUSPECT, DEAD, LEFT = Status.ALIVE, Status.SUSPECT, Status.DEAD, Status.LEFT
 _PING, _INDIRECT_PING, _ACK, _NACK = MsgType.PING, MsgType.INDIRECT_PING, MsgType.ACK, MsgType.NACK
-_SUSPECT, _ALIVE, _DEAD = MsgType.SUSPECT, MsgType.ALIVE, MsgType.DEAD
+_SUSPECT, _ALIVE, _DEAD, _APP = MsgType.SUSPECT, MsgType.ALIVE, MsgType.DEAD, MsgType.APP
+# Application broadcasts share the queue with membership ones under keys no member name has.
+APP_KEY_PREFIX = "\x1f"
 
 # A relay nacks this fraction of the probe timeout after the indirect request reached it, so
 # the nack is back before the requester's probe period ends (Lifeguard, footnote 5). Nacking at
@@ -88,6 +94,32 @@ class GossipConfig:
     awareness_max_multiplier: int = 8
     packet_budget_bytes: int = 1400
     lifeguard: bool = True  # off: fixed (minimum) suspicion timeout, no awareness, no buddy
+
+
+class AppDelegate(Protocol):
+    """The application's side of the APP channel (memberlist's Delegate, in a pure form)."""
+
+    def notify(self, now: float, payload: Any) -> bool:
+        """An APP payload arrived: apply it; True when it was news (it is then passed on).
+        Must not raise for a malformed payload: return False (and count it)."""
+        ...
+
+    def local_state(self, join: bool) -> Any:
+        """What this agent sends in a push-pull beside the member table."""
+        ...
+
+    def merge_remote_state(self, now: float, sender: str, state: Any, join: bool) -> None:
+        """A peer's `local_state` from a push-pull or an APP_PULL answer."""
+        ...
+
+
+def check_meta(meta: dict[str, Any]) -> None:
+    size = encoded_size([meta])
+    if size > META_MAX_BYTES:
+        raise MetaTooLarge(
+            f"member metadata is {size} bytes, more than {META_MAX_BYTES}: keep names short, "
+            f"and put what grows with the host on the application channel"
+        )
 
 
 @attrs.define
@@ -146,8 +178,11 @@ class Gossip:
         rng: random.Random,
         now: float,
         config: GossipConfig | None = None,
+        delegate: AppDelegate | None = None,
     ) -> None:
         self.config = cfg = config or GossipConfig()
+        check_meta(meta)
+        self.delegate = delegate
         self.name = name
         self.rng = rng
         self.me = Member(name, addr, 0, ALIVE, dict(meta), 1, now)
@@ -250,10 +285,32 @@ class Gossip:
         self._now = now
         if meta == self.me.meta:
             return
+        check_meta(meta)
         self.me.meta = dict(meta)
         self.me.meta_version += 1
         self.me.changed_s = now
         self._queue_alive(self.me)
+
+    def broadcast_app(self, now: float, key: str, payload: Any) -> None:
+        """Spread an application message: retransmitted with the membership bound, replacing
+        a queued one with the same `key` (a newer change of the same thing)."""
+        self._now = now
+        self._queue(APP_KEY_PREFIX + key, [MsgType.APP, key, payload])
+
+    def _on_app(self, now: float, msg: Msg) -> None:
+        if self.delegate is None:
+            self._count("dropped.app_without_delegate")
+            return
+        if self.delegate.notify(now, msg[2]):
+            self._queue(APP_KEY_PREFIX + msg[1], msg)
+
+    def app_state(self, join: bool) -> Any:
+        return None if self.delegate is None else self.delegate.local_state(join)
+
+    def merge_app_state(self, now: float, sender: str, state: Any, join: bool) -> None:
+        self._now = now
+        if self.delegate is not None and state is not None:
+            self.delegate.merge_remote_state(now, sender, state, join)
 
     def leave(self, now: float) -> None:
         """Graceful leave: tell everyone we left; peers mark us `left`, never `dead`."""
@@ -333,6 +390,8 @@ class Gossip:
                 self._on_dead(now, msg[1], msg[2], msg[3], msg[4])
             elif kind == _ALIVE:
                 self._on_alive(now, msg[1], msg[2], msg[3], msg[4], msg[5])
+            elif kind == _APP:
+                self._on_app(now, msg)
             elif kind == _NACK:
                 probe = self._probes.get(msg[1])
                 if probe is not None:

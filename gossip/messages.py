@@ -13,7 +13,15 @@ encoding):
     SUSPECT        [5, name, incarnation, from]
     ALIVE          [6, name, incarnation, addr, meta_version, meta]
     DEAD           [7, name, incarnation, from, left]
-    PUSH_PULL      [8, join, [member_state, ...]]        (TCP only)
+    PUSH_PULL      [8, join, [member_state, ...], app_state]   (TCP only; app_state optional)
+    APP            [9, key, payload]                     (an application broadcast)
+    APP_PULL       [10, from]                            (TCP only: "your application state?")
+    APP_STATE      [11, from, app_state]                 (TCP only: the answer)
+
+APP carries the application's own news (a host's servo inventory deltas, project specs) beside
+SWIM's, retransmitted with the same bound (memberlist's delegate broadcasts, Serf's user
+events); `key` names what a newer broadcast replaces in the queue. The core does not look
+inside `payload` or `app_state`: the application's delegate validates them.
 
 An address is [host, port]; a member state in push-pull is
 [name, addr, incarnation, status, meta_version, meta].
@@ -40,6 +48,19 @@ class MsgType(enum.IntEnum):
     ALIVE = 6
     DEAD = 7
     PUSH_PULL = 8
+    APP = 9
+    APP_PULL = 10
+    APP_STATE = 11
+
+
+# memberlist's MetaMaxSize: a member's metadata rides in every ALIVE message, which must fit one
+# UDP packet beside others; what grows with a host (its servos) goes on the APP channel.
+META_MAX_BYTES = 512
+
+
+class MetaTooLarge(ValueError):
+    """This agent's own metadata would not fit META_MAX_BYTES: a programming or config error
+    (e.g. a very long region name), said clearly at the source rather than never broadcast."""
 
 
 class Status(enum.StrEnum):
@@ -90,6 +111,9 @@ _ARITY = {
     MsgType.ALIVE: 6,
     MsgType.DEAD: 5,
     MsgType.PUSH_PULL: 3,
+    MsgType.APP: 3,
+    MsgType.APP_PULL: 2,
+    MsgType.APP_STATE: 3,
 }
 
 
@@ -101,7 +125,7 @@ def validate(msg: Any) -> Msg:
         kind = MsgType(msg[0])
     except ValueError:
         raise MalformedMessage(f"unknown message type {msg[0]}") from None
-    if len(msg) != _ARITY[kind]:
+    if len(msg) != _ARITY[kind] and not (kind is MsgType.PUSH_PULL and len(msg) == 4):
         raise MalformedMessage(f"{kind.name} has {len(msg)} fields, wants {_ARITY[kind]}")
     if kind is MsgType.PING:
         return [kind, _int(msg[1]), _str(msg[2]), _str(msg[3])]
@@ -119,9 +143,16 @@ def validate(msg: Any) -> Msg:
         if not isinstance(msg[4], bool):
             raise MalformedMessage("DEAD left flag is not a bool")
         return [kind, _str(msg[1]), _int(msg[2]), _str(msg[3]), msg[4]]
+    if kind is MsgType.APP:
+        return [kind, _str(msg[1]), msg[2]]
+    if kind is MsgType.APP_PULL:
+        return [kind, _str(msg[1])]
+    if kind is MsgType.APP_STATE:
+        return [kind, _str(msg[1]), msg[2]]
     if not isinstance(msg[1], bool) or not isinstance(msg[2], list):
         raise MalformedMessage("bad PUSH_PULL")
-    return [kind, msg[1], [validate_state(s) for s in msg[2]]]
+    app = msg[3] if len(msg) == 4 else None
+    return [kind, msg[1], [validate_state(s) for s in msg[2]], app]
 
 
 def validate_state(raw: Any) -> Msg:

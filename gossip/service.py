@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 import trio
 
-from gossip.core import Gossip, GossipConfig, MemberEvent
+from gossip.core import AppDelegate, Gossip, GossipConfig, MemberEvent
 from gossip.crypto import Keyring
 from gossip.messages import Addr, Msg, MsgType, Status
 from gossip.wire import MAX_TCP_BYTES, DecodeError, decode, encode
@@ -61,8 +61,10 @@ class GossipService:
         seeds: Sequence[Addr] = (),
         config: GossipConfig | None = None,
         rng: random.Random | None = None,
+        delegate: AppDelegate | None = None,
     ) -> None:
         self.name = name
+        self.delegate = delegate
         self.bind = bind
         self.advertise = advertise
         self.keyring = keyring
@@ -102,6 +104,34 @@ class GossipService:
             return
         self.core.set_meta(self._now(), meta)
         self._flush()
+
+    def broadcast_app(self, key: str, payload: Any) -> None:
+        """Spread an application message on the APP channel (see gossip.messages)."""
+        if self.core is None:
+            return
+        self.core.broadcast_app(self._now(), key, payload)
+        self._flush()
+
+    async def pull_app_state(self, name: str) -> bool:
+        """Ask member `name` for its application state over TCP (a receiver that saw a gap
+        in that member's news); False when it could not be asked."""
+        assert self.core is not None
+        member = self.core.members.get(name)
+        if member is None:
+            return False
+        try:
+            reply = await self._exchange(member.addr, [MsgType.APP_PULL, self.name], TCP_TIMEOUT_S)
+        except DecodeError as exc:
+            self._drop(exc.reason)
+            return False
+        except (OSError, trio.TooSlowError, trio.BrokenResourceError, EOFError):
+            return False
+        if reply[0] != MsgType.APP_STATE:
+            self._drop("bad_app_state_reply")
+            return False
+        self.core.merge_app_state(self._now(), reply[1], reply[2], False)
+        self._flush()
+        return True
 
     def counters(self) -> dict[str, dict[str, int]]:
         core = self.core.counters if self.core else {}
@@ -156,7 +186,13 @@ class GossipService:
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self.core = Gossip(
-            self.name, self.advertise, self._initial_meta, self._rng, self._now(), self.config
+            self.name,
+            self.advertise,
+            self._initial_meta,
+            self._rng,
+            self._now(),
+            self.config,
+            self.delegate,
         )
         udp = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
         await udp.bind(self.bind)
@@ -226,27 +262,40 @@ class GossipService:
         self.totals["bytes_out"] += len(packet) + 4
 
     async def _recv_frame(self, stream: trio.SocketStream) -> Msg:
+        return (await self._recv_frame_from(stream))[1]
+
+    async def _recv_frame_from(self, stream: trio.SocketStream) -> tuple[str, Msg]:
         header = await _recv_exactly(stream, 4)
         (size,) = struct.unpack(">I", header)
         if size > MAX_TCP_BYTES:
             raise DecodeError("oversized")
         body = await _recv_exactly(stream, size)
         self.totals["bytes_in"] += size + 4
-        _sender, msgs = decode(self.keyring, body, limit=MAX_TCP_BYTES)
+        sender, msgs = decode(self.keyring, body, limit=MAX_TCP_BYTES)
         if len(msgs) != 1:
             raise DecodeError("bad_tcp_frame")
-        return msgs[0]
+        return sender, msgs[0]
 
     async def _serve_tcp(self, stream: trio.SocketStream) -> None:
         try:
             with trio.fail_after(TCP_TIMEOUT_S):
-                msg = await self._recv_frame(stream)
+                sender, msg = await self._recv_frame_from(stream)
                 assert self.core is not None
                 if msg[0] == MsgType.PUSH_PULL:
-                    reply: Msg = [MsgType.PUSH_PULL, False, self.core.push_pull_state()]
+                    reply: Msg = [
+                        MsgType.PUSH_PULL,
+                        False,
+                        self.core.push_pull_state(),
+                        self.core.app_state(False),
+                    ]
                     self.core.merge_state(self._now(), msg[2])
+                    self.core.merge_app_state(self._now(), sender, msg[3], msg[1])
                     self._flush()
                     await self._send_frame(stream, reply)
+                elif msg[0] == MsgType.APP_PULL:
+                    await self._send_frame(
+                        stream, [MsgType.APP_STATE, self.name, self.core.app_state(False)]
+                    )
                 elif msg[0] == MsgType.PING:
                     ack = self.core.answer_tcp_ping(msg)
                     if ack is not None:
@@ -264,22 +313,25 @@ class GossipService:
             await stream.aclose()
 
     async def _exchange(self, addr: Addr, msg: Msg, timeout_s: float) -> Msg:
+        return (await self._exchange_from(addr, msg, timeout_s))[1]
+
+    async def _exchange_from(self, addr: Addr, msg: Msg, timeout_s: float) -> tuple[str, Msg]:
         with trio.fail_after(timeout_s):
             stream = await trio.open_tcp_stream(addr[0], addr[1])
             try:
                 await self._send_frame(stream, msg)
-                return await self._recv_frame(stream)
+                return await self._recv_frame_from(stream)
             finally:
                 await stream.aclose()
 
     async def push_pull(self, addr: Addr, join: bool) -> None:
         assert self.core is not None
-        reply = await self._exchange(
-            addr, [MsgType.PUSH_PULL, join, self.core.push_pull_state()], TCP_TIMEOUT_S
-        )
+        mine = [MsgType.PUSH_PULL, join, self.core.push_pull_state(), self.core.app_state(join)]
+        sender, reply = await self._exchange_from(addr, mine, TCP_TIMEOUT_S)
         if reply[0] != MsgType.PUSH_PULL:
             raise DecodeError("bad_push_pull_reply")
         self.core.merge_state(self._now(), reply[2])
+        self.core.merge_app_state(self._now(), sender, reply[3], join)
         self._flush()
 
     async def _push_pull_quietly(self, addr: Addr, join: bool) -> bool:
