@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import os
 import secrets
 import sys
@@ -105,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shoal", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _agent_parser(sub)
+    ver = sub.add_parser("version", help="print the installed version and git commit")
+    ver.add_argument("--json", action="store_true", help="print JSON for scripts")
     kg = sub.add_parser("keygen", help="print a new cluster key (base64)")
     kg.add_argument("--out", type=Path, help="also write it to this file (mode 0600)")
     client = _client_parent()
@@ -222,6 +225,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from node.agent import main as agent_main
 
             return agent_main(_config_from_args(args), serve_api)
+        if args.command == "version":
+            from api.version import version_info, version_line
+
+            info = version_info()
+            print(json.dumps(info) if args.json else version_line(info))
+            return 0
         if args.command == "keygen":
             key = keygen()
             if args.out:
