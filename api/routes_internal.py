@@ -1,21 +1,97 @@
-"""Agent-to-agent routes under `/internal/`: every request must carry a valid cluster-key
-signature (see `node.internal_auth`); anything else is a 401 and never reaches the host."""
+"""Agent-to-agent routes under `/internal/`: every request must be sealed for this agent with the
+cluster key ring and fresh (see `node.internal_auth`); anything else is a 401 and never reaches
+the host. Every answer is sealed for the request it answers.
+
+The check is the router's route class, so it runs for every route of this router and only
+them, on the ASGI scope's raw path: no middleware matching `request.url.path` (which a crafted
+Host header could make differ from the path routed on, CVE-2026-48710).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.errors import ApiError, error_body
+from gossip.crypto import Keyring
 from node.context import AgentContext
-from node.internal_auth import HEADER, verify
+from node.internal_auth import (
+    HEADER,
+    SEALED_TYPE,
+    AuthError,
+    ReplayWindow,
+    asgi_path,
+    open_request,
+    seal_response,
+)
 from node.logfmt import get_logger
 from node.membership import wall_ms
 from node.runtime import AdmissionRefused, HostError, ServoFailed, ServoSpec
 
 log = get_logger("api.internal")
+
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+def sealed_route_class(
+    ring: Keyring, me: str, on_refused: Callable[[str], None] = lambda reason: None
+) -> type[APIRoute]:
+    """An APIRoute whose handler opens the sealed request (or answers 401) and seals the
+    answer, errors included (a refusal carries this host's servos and their specs)."""
+    window = ReplayWindow()
+
+    def _render(exc: Exception) -> JSONResponse:
+        if isinstance(exc, ApiError):
+            return JSONResponse(error_body(exc.error, exc.detail), status_code=exc.status)
+        if isinstance(exc, RequestValidationError):
+            detail = "; ".join(str(e.get("msg", "")) for e in exc.errors())
+            return JSONResponse(error_body("invalid_request", detail), status_code=422)
+        assert isinstance(exc, StarletteHTTPException)
+        return JSONResponse(error_body("http_error", str(exc.detail)), status_code=exc.status_code)
+
+    class SealedRoute(APIRoute):
+        def get_route_handler(self) -> Handler:
+            inner = super().get_route_handler()
+
+            async def handler(request: Request) -> Response:
+                scope = request.scope
+                path = asgi_path(scope.get("raw_path"), scope["path"], scope["query_string"])
+                try:
+                    nonce, body = open_request(
+                        ring,
+                        window,
+                        me,
+                        request.headers.get(HEADER),
+                        wall_ms(),
+                        request.method,
+                        path,
+                        await request.body(),
+                    )
+                except AuthError as exc:
+                    on_refused(exc.reason)
+                    log.warning("internal.unauthorized", path=path, reason=exc.reason)
+                    return JSONResponse(error_body("unauthorized", exc.detail), status_code=401)
+                request._body = body  # the handler reads the opened body (Starlette's cache)
+                try:
+                    answer = await inner(request)
+                except (ApiError, RequestValidationError, StarletteHTTPException) as exc:
+                    answer = _render(exc)
+                plain = bytes(answer.body) if hasattr(answer, "body") else b""
+                return Response(
+                    seal_response(ring, nonce, answer.status_code, plain),
+                    status_code=answer.status_code,
+                    media_type=SEALED_TYPE,
+                )
+
+            return handler
+
+    return SealedRoute
 
 
 def _spec_from_wire(raw: Any) -> ServoSpec:
@@ -28,24 +104,13 @@ def _spec_from_wire(raw: Any) -> ServoSpec:
 
 
 def install_internal_routes(app: FastAPI, ctx: AgentContext) -> None:
-    router = APIRouter(prefix="/internal", include_in_schema=False)
-
-    @app.middleware("http")
-    async def _cluster_key(request: Request, call_next: Any) -> Any:
-        if request.url.path.startswith("/internal/"):
-            body = await request.body()
-            problem = verify(
-                ctx.keys,
-                request.headers.get(HEADER),
-                wall_ms(),
-                request.method,
-                request.url.path,
-                body,
-            )
-            if problem is not None:
-                log.warning("internal.unauthorized", path=request.url.path, detail=problem)
-                return JSONResponse(error_body("unauthorized", problem), status_code=401)
-        return await call_next(request)
+    router = APIRouter(
+        prefix="/internal",
+        include_in_schema=False,
+        route_class=sealed_route_class(
+            ctx.client.ring, ctx.name, ctx.metrics.count_internal_refused
+        ),
+    )
 
     def state() -> dict[str, Any]:
         return {

@@ -75,15 +75,16 @@ async def run_agent(
         host_addr=config.advertise_addr,
     )
     registry = ProjectRegistry(config.data_dir / "projects.db")
+    ring = Keyring(keys)  # one ring: gossip, the internal client and server all follow `use`
     gossip = GossipService(
         config.name,
         (config.bind, config.gossip_port),
         (config.advertise_addr, config.gossip_port),
-        Keyring(keys),
+        ring,
         meta={},
         seeds=[parse_hostport(s, config.gossip_port) for s in config.join],
     )
-    client = PeerClient(keys, me=config.name)
+    client = PeerClient(ring, me=config.name)
     ctx = AgentContext(
         config=config,
         keys=keys,

@@ -85,12 +85,27 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.internal_refused = Counter(
+            "shoal_internal_refused",
+            "Agent-to-agent requests refused (not sealed for this agent, stale, replayed)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.storage_errors = Counter(
+            "shoal_storage_errors",
+            "Failed durable writes (each retried with backoff), by store",
+            ["store"],
+            registry=self.registry,
+        )
         self.create_seconds = Histogram(
             "shoal_servo_create_seconds",
             "Time from asking a host to create a servo until it answered",
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
             registry=self.registry,
         )
+
+    def count_internal_refused(self, reason: str) -> None:
+        self.internal_refused.labels(reason).inc()
 
     def attach_live(
         self,

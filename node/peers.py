@@ -1,5 +1,7 @@
 """The agent-to-agent HTTP client: ask a peer to create, stop, start or destroy a servo, read its
-state, and exchange project specs. Every request is signed with the cluster key.
+state, and exchange project specs. Every request is sealed for its destination agent with the
+cluster key ring, and only a sealed answer to that very request counts as a success (see
+`node.internal_auth`): a man in the middle can make a call fail, never succeed.
 
 Transport failures become `PeerUnreachable`; a peer's refusal (admission) becomes `PeerRefused`
 with its reason, and a failed creation `PeerFailed`: the deployer excludes that host and places
@@ -15,7 +17,8 @@ from typing import Any
 
 import httpx
 
-from node.internal_auth import HEADER, sign
+from gossip.crypto import Keyring, OpenError
+from node.internal_auth import HEADER, SEALED_TYPE, open_response, seal_request
 
 
 class PeerError(Exception):
@@ -55,17 +58,21 @@ class PeerFailed(PeerError):
 class PeerClient:
     def __init__(
         self,
-        keys: Sequence[bytes],
+        ring: Keyring | Sequence[bytes],
         me: str = "",
         timeout_s: float = 30.0,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._key = keys[0]
+        # the agent's one ring (shared with gossip and the server, so `shoal keys use` switches
+        # every sender at once); a list of keys makes a private ring (tests, tools)
+        self.ring = ring if isinstance(ring, Keyring) else Keyring(ring)
         self.me = me
         self._clock_ms = clock_ms
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s, connect=2.0),
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            transport=transport,
         )
 
     async def aclose(self) -> None:
@@ -82,15 +89,16 @@ class PeerClient:
         extra_headers: dict[str, str] | None = None,
     ) -> Any:
         raw = json.dumps(body).encode() if body is not None else b""
-        headers = {HEADER: sign(self._key, self._clock_ms(), method, path, raw)}
+        url = httpx.URL(api.rstrip("/") + path)
+        target = url.raw_path.decode("latin-1")
+        auth, nonce, sealed = seal_request(self.ring, node, self._clock_ms(), method, target, raw)
+        headers = {HEADER: auth, "Content-Type": SEALED_TYPE}
         headers.update(extra_headers or {})
-        if body is not None:
-            headers["Content-Type"] = "application/json"
         try:
             resp = await self._client.request(
                 method,
-                api.rstrip("/") + path,
-                content=raw,
+                url,
+                content=sealed,
                 headers=headers,
                 timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT,
             )
@@ -98,13 +106,11 @@ class PeerClient:
             raise PeerUnreachable(node, f"no answer from {api} in time", "timeout") from None
         except httpx.HTTPError as exc:
             raise PeerUnreachable(node, f"cannot reach {api}: {exc}") from None
-        try:
-            data = resp.json() if resp.content else {}
-        except ValueError:
-            data = {"error": "bad_response", "detail": resp.text[:200]}
+        data = self._answer(node, nonce, resp)
         if resp.status_code < 300:
             return data
-        detail = str(data.get("detail", resp.text[:200])) if isinstance(data, dict) else str(data)
+        fallback = f"HTTP {resp.status_code}"
+        detail = str(data.get("detail", fallback)) if isinstance(data, dict) else str(data)
         reason = (
             str(data.get("reason") or data.get("error") or "error")
             if isinstance(data, dict)
@@ -116,6 +122,24 @@ class PeerClient:
         if resp.status_code in (401, 403):
             raise PeerRefused(node, detail, "unauthorized")
         raise PeerFailed(node, detail, reason)
+
+    def _answer(self, node: str, nonce: str, resp: httpx.Response) -> Any:
+        """The answer's JSON. A success or a refusal (which carries state the placer acts on)
+        must be sealed for this request; a plain error (401 from the seal check, 413, 404 of
+        an unknown route) is read as it is: it can only make the call fail."""
+        content = resp.content
+        sealed = resp.headers.get("content-type", "").startswith(SEALED_TYPE)
+        if sealed:
+            try:
+                content = open_response(self.ring, nonce, resp.status_code, content)
+            except OpenError:
+                raise PeerFailed(node, "answer not sealed for this request", "bad_seal") from None
+        elif resp.status_code < 300 or resp.status_code == 409:
+            raise PeerFailed(node, "answer not sealed with the cluster key", "bad_seal")
+        try:
+            return json.loads(content) if content else {}
+        except ValueError:
+            return {"error": "bad_response", "detail": content[:200].decode("utf-8", "replace")}
 
     async def create_servo(
         self,
