@@ -1,9 +1,11 @@
-"""The ASGI app of one agent: public routes, `/internal/` routes, errors, body limit."""
+"""The ASGI app of one agent: public routes, `/internal/` routes, errors, body limit, and in
+front of everything the API guard (`api.auth`: Host, Origin, token, content type)."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
+from api.auth import ApiGuardMiddleware, ApiPolicy
 from api.errors import BodyLimitMiddleware, install_error_handlers
 from api.routes_ingress import install_ingress_routes
 from api.routes_internal import install_internal_routes
@@ -22,4 +24,6 @@ def create_app(ctx: AgentContext) -> FastAPI:
     install_internal_routes(app, ctx)
     install_ingress_routes(app, ctx)
     app.add_middleware(BodyLimitMiddleware)
+    # added last, so outermost: a refused request is never routed nor its body read
+    app.add_middleware(ApiGuardMiddleware, policy=ApiPolicy.from_config(ctx.config))
     return app

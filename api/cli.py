@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from api.auth import TokenFileError, add_token_arguments, token_settings
 from node.config import (
     DEFAULT_API_PORT,
     DEFAULT_GOSSIP_PORT,
@@ -35,7 +36,7 @@ def _agent_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--cpus", help="CPUs servos may use, e.g. 1.5 (default: detected)")
     p.add_argument("--join", action="append", default=[], metavar="HOST:PORT")
     p.add_argument("--cluster-key-file", type=Path)
-    p.add_argument("--api-token", default=os.environ.get("SHOAL_API_TOKEN"))
+    add_token_arguments(p)  # --api-token, --api-token-file, --api-read-token(-file), hosts
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument(
         "--drain", action="store_true", help="on stop, move servos off first (implies leaving)"
@@ -200,7 +201,7 @@ def _config_from_args(args: argparse.Namespace) -> AgentConfig:
         millicpus=parse_millicpus(args.cpus) if args.cpus else None,
         join=tuple(args.join),
         cluster_key_file=args.cluster_key_file,
-        api_token=args.api_token,
+        **token_settings(args),
         log_level=args.log_level,
         drain=args.drain,
         leave_on_stop=args.leave_on_stop,
@@ -250,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from api.commands import run_client_command
 
         return run_client_command(args)
-    except UnitError as exc:
+    except (UnitError, TokenFileError) as exc:
         print(f"shoal: {exc}", file=sys.stderr)
         return 2
     parser.error(f"unknown command {args.command}")

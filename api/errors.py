@@ -6,8 +6,10 @@ problem (`invalid_spec`, `not_found`, `unauthorized`, `body_too_large`); our own
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
+import trio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -15,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 256 * 1024
+BODY_DEADLINE_S = 30.0  # the whole body, however it is trickled (a slot is held meanwhile)
 
 
 class ApiError(Exception):
@@ -52,15 +55,24 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+        return JSONResponse(
+            error_body(code, str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),  # 405 carries Allow (RFC 9110 15.5.6)
+        )
 
 
 class BodyLimitMiddleware:
-    """Refuse request bodies over a bound before reading them whole (413, JSON error)."""
+    """Refuse request bodies over a bound before reading them whole (413, JSON error), and
+    bodies that do not arrive whole within `deadline_s` of the request's start (408): a client
+    trickling a byte every few seconds would otherwise hold its connection for ever."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES, deadline_s: float | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.deadline_s = BODY_DEADLINE_S if deadline_s is None else deadline_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,31 +83,55 @@ class BodyLimitMiddleware:
                 await self._refuse(send)
                 return
         seen = 0
+        done = False
+        refused = False  # our answer is sent: whatever the app answers after is dropped
+        deadline = trio.current_time() + self.deadline_s
+
+        async def refuse(status: int, error: str, detail: str) -> None:
+            nonlocal refused
+            if not refused:
+                refused = True
+                await self._refuse(send, status, error, detail)
 
         async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
+            # FastAPI turns an exception raised here into its own 400, so the refusal is sent
+            # from here, before raising
+            nonlocal seen, done
+            if done:  # the body is in: what is left is waiting for a disconnect, unbounded
+                return await receive()
+            try:
+                with trio.fail_at(deadline):
+                    message = await receive()
+            except trio.TooSlowError:
+                detail = f"the request body did not arrive within {self.deadline_s:g} s"
+                await refuse(408, "body_timeout", detail)
+                raise _Refused from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge
+                    await refuse(413, "body_too_large", too_large)
+                    raise _Refused
+                done = not message.get("more_body", False)
             return message
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await self._refuse(send)
+        async def guarded_send(message: Message) -> None:
+            if not refused:
+                await send(message)
 
-    async def _refuse(self, send: Send) -> None:
-        body = JSONResponse(
-            error_body("body_too_large", f"request body is over {self.max_bytes} bytes"),
-            status_code=413,
-        )
+        too_large = f"request body is over {self.max_bytes} bytes"
+        with contextlib.suppress(_Refused):
+            await self.app(scope, limited, guarded_send)
+
+    async def _refuse(
+        self, send: Send, status: int = 413, error: str = "body_too_large", detail: str = ""
+    ) -> None:
+        detail = detail or f"request body is over {self.max_bytes} bytes"
+        body = JSONResponse(error_body(error, detail), status_code=status)
         await body({"type": "http"}, _empty_receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+class _Refused(Exception):
+    """The body broke a bound and the answer is sent: unwind the app."""
 
 
 async def _empty_receive() -> Message:

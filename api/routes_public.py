@@ -1,15 +1,15 @@
 """The public HTTP API (DESIGN.md's names): health, members, projects and their lifecycle.
 
-Mutating routes require `Authorization: Bearer <token>` when the agent runs with `--api-token`.
+Who may call them (token, read-only token, Host, Origin, content type) is `api.auth`'s
+middleware, in front of every route.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from fastapi import APIRouter, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.errors import ApiError
@@ -29,17 +29,7 @@ def _name(name: str) -> str:
 
 
 def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
-    def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
-        token = ctx.config.api_token
-        if not token:
-            return
-        scheme, _, given = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token):
-            raise ApiError(
-                401, "unauthorized", "this agent needs Authorization: Bearer <api token>"
-            )
-
-    mutating = [Depends(require_token)]
+    mutating: list[Any] = []  # the token is checked for every route by api.auth
     router = APIRouter(prefix="/v1")
     service = ctx.projects
 

@@ -1,26 +1,104 @@
-"""Serving the agent's ASGI app on Hypercorn's Trio worker."""
+"""Serving the agent's ASGI app on Hypercorn's Trio worker, with a bound on everything a client
+can hold.
+
+- **Connections**: at most `MAX_CONNECTIONS` at once. The accept loop takes a slot before it
+  accepts, so beyond the cap new connections wait in the kernel's backlog instead of costing
+  this process a file descriptor each (200 trickling clients once made a deploy time out with
+  `EMFILE` in the log).
+- **Reads**: a connection that sends nothing for `READ_TIMEOUT_S` is closed (Hypercorn's
+  `read_timeout`), an idle keep-alive one after `KEEP_ALIVE_S`, and a request body must arrive
+  whole within `BODY_DEADLINE_S` (`api.errors.BodyLimitMiddleware`: 408), so trickling a byte
+  every few seconds does not keep a slot either.
+
+Hypercorn's own `serve` has no connection cap, so this runs its per-connection `TCPServer`
+from an accept loop of our own (the same few lines as `hypercorn.trio.run.worker_serve`).
+"""
 
 from __future__ import annotations
+
+import errno
+from typing import Any
 
 import trio
 
 from api.app import create_app
+from api.auth import exposed_without_token
 from node.context import AgentContext
 from node.logfmt import get_logger
 
 log = get_logger("api.server")
 
+MAX_CONNECTIONS = 256  # well under a default 1024-descriptor limit, beside gossip and Docker
+READ_TIMEOUT_S = 10  # silence on a connection with a request under way
+KEEP_ALIVE_S = 5.0  # an idle keep-alive connection
+H11_MAX_INCOMPLETE_BYTES = 16 * 1024  # request line + headers
+ACCEPT_BACKOFF_S = 0.1
+_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 
-async def serve_api(
-    ctx: AgentContext, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-) -> None:
+
+def hypercorn_config(ctx: AgentContext) -> Any:
     from hypercorn.config import Config
-    from hypercorn.trio import serve
 
     hc = Config()
     hc.bind = [f"{ctx.config.bind}:{ctx.config.api_port}"]
     hc.accesslog = None
     hc.errorlog = None
     hc.graceful_timeout = 1.0
-    log.info("api.listening", url=ctx.api_url)
-    await serve(create_app(ctx), hc, task_status=task_status)  # type: ignore[arg-type]
+    hc.read_timeout = READ_TIMEOUT_S
+    hc.keep_alive_timeout = KEEP_ALIVE_S
+    hc.h11_max_incomplete_size = H11_MAX_INCOMPLETE_BYTES
+    return hc
+
+
+async def serve_api(
+    ctx: AgentContext,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    max_connections: int | None = None,
+) -> None:
+    from hypercorn.trio.tcp_server import TCPServer
+    from hypercorn.trio.worker_context import WorkerContext
+    from hypercorn.utils import wrap_app
+
+    if exposed_without_token(ctx.config):
+        log.warning(
+            "api.UNPROTECTED",
+            bind=ctx.config.bind,
+            detail="the API listens beyond loopback with no --api-token: anyone who reaches "
+            "this port can deploy, stop and destroy projects; set --api-token-file",
+        )
+    hc = hypercorn_config(ctx)
+    app = wrap_app(create_app(ctx), hc.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
+    context = WorkerContext(None)
+    listeners = await trio.open_tcp_listeners(ctx.config.api_port, host=ctx.config.bind)
+    max_connections = MAX_CONNECTIONS if max_connections is None else max_connections
+    slots = trio.Semaphore(max_connections)
+    log.info("api.listening", url=ctx.api_url, max_connections=max_connections)
+
+    async def handle(stream: trio.SocketStream) -> None:
+        try:
+            await TCPServer(app, hc, context, {}, stream)  # type: ignore[arg-type]
+        finally:
+            slots.release()
+
+    async def accept_loop(listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        async with listener:
+            while True:
+                await slots.acquire()
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:  # out of descriptors: wait, as trio.serve_listeners does
+                    slots.release()
+                    if exc.errno not in _RESOURCE_ERRNOS:
+                        raise
+                    log.warning("api.accept_failed", detail=exc.strerror)
+                    await trio.sleep(ACCEPT_BACKOFF_S)
+                    continue
+                except BaseException:
+                    slots.release()
+                    raise
+                nursery.start_soon(handle, stream)
+
+    async with trio.open_nursery() as nursery:
+        for listener in listeners:
+            nursery.start_soon(accept_loop, listener, nursery)
+        task_status.started()

@@ -27,7 +27,11 @@ class AgentConfig:
     millicpus: int | None = None
     join: tuple[str, ...] = ()
     cluster_key_file: Path | None = None
-    api_token: str | None = None
+    api_token: str | None = None  # full access (reads and writes) when set
+    api_read_token: str | None = None  # reads only; meaningless without api_token
+    # Host header names the API answers to besides its own addresses and localhost (DNS
+    # rebinding: a page on evil.example resolving to us must not reach the API); "*" allows any
+    api_allowed_hosts: tuple[str, ...] = ()
     log_level: str = "info"
     drain: bool = False
     leave_on_stop: bool = False

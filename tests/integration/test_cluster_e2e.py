@@ -97,13 +97,13 @@ def test_bad_requests_get_named_4xx_errors(cluster: Cluster) -> None:
     r = httpx.put(f"{agent.api}/v1/projects/Bad_Name", json=SPEC, headers=auth, timeout=10)
     assert r.status_code == 422 and "name" in r.json()["detail"]
 
-    r = httpx.get(f"{agent.api}/v1/projects/nope", timeout=10)
+    r = httpx.get(f"{agent.api}/v1/projects/nope", headers=auth, timeout=10)
     assert r.status_code == 404 and r.json()["error"] == "not_found"
 
     r = httpx.post(f"{agent.api}/internal/servos", json={"spec": {}}, timeout=10)
     assert r.status_code == 401
 
-    r = httpx.get(f"{agent.api}/openapi.json", timeout=10)
+    r = httpx.get(f"{agent.api}/openapi.json", headers=auth, timeout=10)
     assert "/v1/projects/{name}" in r.json()["paths"]
 
 

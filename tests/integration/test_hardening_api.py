@@ -1,0 +1,137 @@
+"""Issue 13 against a live agent (fake runtime, the real Hypercorn server): auth, limits,
+input validation and idempotency, each finding of the issue reproduced and now refused."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+import api.errors
+import api.server
+from node.context import AgentContext
+from tests.integration.inproc import InProcCluster, make_key
+
+TOKEN = "write-token-1"
+READ = "read-token-1"
+SPEC = {"image": "shoal-servo:latest", "replicas": 1, "memory": "64M", "cpus": 0.1}
+
+
+@pytest.fixture
+async def agent(tmp_path: Path) -> AsyncIterator[AgentContext]:
+    async with trio.open_nursery() as nursery:
+        cluster = InProcCluster(nursery, tmp_path, make_key(tmp_path))
+        ctx = await cluster.add("h1", api_token=TOKEN, api_read_token=READ)
+        yield ctx
+        nursery.cancel_scope.cancel()
+
+
+def client(ctx: AgentContext, token: str | None = TOKEN) -> httpx.AsyncClient:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.AsyncClient(base_url=ctx.api_url, headers=headers, timeout=20)
+
+
+async def test_token_guards_reads_and_writes(agent: AgentContext) -> None:
+    async with client(agent) as admin, client(agent, None) as anon, client(agent, READ) as ro:
+        assert (await admin.put("/v1/projects/web", json=SPEC)).status_code == 200
+        for path in ("/v1/projects/web", "/v1/projects", "/metrics", "/openapi.json", "/docs"):
+            r = await anon.get(path)
+            assert r.status_code == 401, path
+            assert r.json()["error"] == "unauthorized"
+            assert (await ro.get(path)).status_code == 200, path
+        assert (await anon.get("/v1/health")).status_code == 200
+        r = await ro.post("/v1/projects/web/stop")
+        assert (r.status_code, r.json()["error"]) == (403, "read_only_token")
+        # an EventSource or a page load: the token as a cookie or a query parameter
+        assert (await anon.get("/v1/projects/web", params={"token": READ})).status_code == 200
+        anon.cookies.set("shoal_token", TOKEN)
+        assert (await anon.get("/v1/projects/web")).status_code == 200
+        assert (await anon.post("/v1/projects/web/stop")).status_code == 401  # never for writes
+
+
+async def test_csrf_and_dns_rebinding_are_refused(agent: AgentContext) -> None:
+    async with client(agent) as admin:
+        assert (await admin.put("/v1/projects/web", json=SPEC)).status_code == 200
+        # the issue's request: a form on evil.example posting text/plain
+        r = await admin.post(
+            "/v1/projects/web/stop",
+            headers={"Origin": "http://evil.example", "Content-Type": "text/plain"},
+            content=b"x",
+        )
+        assert (r.status_code, r.json()["error"]) == (403, "forbidden_origin")
+        r = await admin.post(
+            "/v1/projects/web/scale", headers={"Content-Type": "text/plain"}, content=b"{}"
+        )
+        assert (r.status_code, r.json()["error"]) == (415, "unsupported_media_type")
+        r = await admin.get("/v1/projects/web", headers={"Host": "evil.example"})
+        assert (r.status_code, r.json()["error"]) == (400, "bad_host")
+        assert not agent.registry.get("web").project.stopped  # type: ignore[union-attr]
+
+
+async def test_a_trickled_body_is_cut_off(
+    agent: AgentContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # finding: clients trickling a PUT body kept their connections as long as they liked
+    monkeypatch.setattr(api.errors, "BODY_DEADLINE_S", 1.0)
+    host, port = agent.api_url.removeprefix("http://").split(":")
+    stream = await trio.open_tcp_stream(host, int(port))
+    head = (
+        f"PUT /v1/projects/slow HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    )
+    await stream.send_all(head.encode())
+    answer = b""
+    with trio.fail_after(8):
+        for _ in range(20):
+            try:
+                await stream.send_all(b" ")
+            except trio.BrokenResourceError:
+                break
+            with trio.move_on_after(0.3):
+                answer += await stream.receive_some(4096)
+            if b"}" in answer:
+                break
+    await stream.aclose()
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b"body_timeout" in answer
+
+
+async def test_connections_beyond_the_cap_wait_in_the_backlog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api.server, "MAX_CONNECTIONS", 3)
+    async with trio.open_nursery() as nursery:
+        cluster = InProcCluster(nursery, tmp_path, make_key(tmp_path))
+        ctx = await cluster.add("h1")
+        host, port = ctx.api_url.removeprefix("http://").split(":")
+        idle = [await trio.open_tcp_stream(host, int(port)) for _ in range(3)]
+        async with httpx.AsyncClient(base_url=ctx.api_url, timeout=1.0) as c:
+            with pytest.raises(httpx.TimeoutException):
+                await c.get("/v1/health")  # accepted only when a slot frees
+            await idle[0].aclose()
+            with trio.fail_after(5):
+                while True:  # the server notices the close at its next read
+                    try:
+                        r = await c.get("/v1/health")
+                        break
+                    except httpx.TimeoutException:
+                        continue
+            assert r.status_code == 200
+        for s in idle[1:]:
+            await s.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_open_api_beyond_loopback_warns_loudly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="api.server")
+    async with trio.open_nursery() as nursery:
+        cluster = InProcCluster(nursery, tmp_path, make_key(tmp_path))
+        await cluster.add("h1", bind="0.0.0.0", advertise="127.0.0.1")
+        nursery.cancel_scope.cancel()
+    assert any(r.getMessage() == "api.UNPROTECTED" for r in caplog.records)
