@@ -10,9 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from api.client import ClientError, ShoalClient
 from api.render import (
@@ -136,7 +135,7 @@ def _follow(
 Command = Callable[[ShoalClient, argparse.Namespace], Any]
 
 # command -> (the API call, how to render its answer; None prints the JSON)
-COMMANDS: dict[str, tuple[Command, Callable[[Any], Table] | None]] = {
+COMMANDS: dict[str, tuple[Command, Callable[[Any], RenderableType] | None]] = {
     "members": (lambda c, a: c.members(), members_table),
     "projects": (lambda c, a: c.projects(), projects_table),
     "scale": (lambda c, a: c.scale(a.project, a.replicas), servos_table),
@@ -170,7 +169,7 @@ def _status(client: ShoalClient, args: argparse.Namespace, console: Console) -> 
 def run_client_command(args: argparse.Namespace) -> int:
     console = Console()
     cmd = args.command
-    render: Callable[[Any], Table] | None
+    render: Callable[[Any], RenderableType] | None
     try:
         with ShoalClient(args.api, args.token) as client:
             if cmd == "deploy":

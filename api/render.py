@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from api.fit_table import Column, FittedTable
+
 STATUS_STYLE = {
     "alive": "green",
     "running": "green",
@@ -39,31 +41,41 @@ def bar(used: int, total: int, width: int = 12) -> Text:
     return text
 
 
-def members_table(members: list[dict[str, Any]]) -> Table:
-    table = Table(title="members", title_justify="left")
-    for col in ("name", "status", "region", "zone", "api", "memory", "cpu", "servos"):
-        table.add_column(col)
+def _capacity_column(header: str, used_total: list[tuple[int, int]]) -> Column:
+    """A bar 12 wide; at narrow widths 4 wide, the percentage always whole."""
+    return Column(
+        header,
+        [bar(u, t) for u, t in used_total],
+        narrow=Column(header, [bar(u, t, width=4) for u, t in used_total]),
+    )
+
+
+def members_table(members: list[dict[str, Any]]) -> FittedTable:
+    """Name and status are never cut; at 80 columns the API URL goes first (`--json` has it)."""
+    mem, cpu = [], []
     for m in members:
         cap = m.get("capacity", {})
         mem_total = int(cap.get("memory_total_mb", 0))
         cpu_total = int(cap.get("millicpus_total", 0))
-        table.add_row(
-            m["name"],
-            status_text(m["status"]),
-            m.get("region", ""),
-            m.get("zone", ""),
-            m.get("api", ""),
-            bar(mem_total - int(cap.get("memory_free_mb", 0)), mem_total),
-            bar(cpu_total - int(cap.get("millicpus_free", 0)), cpu_total),
-            str(m.get("servos", "")),
-        )
-    return table
+        mem.append((mem_total - int(cap.get("memory_free_mb", 0)), mem_total))
+        cpu.append((cpu_total - int(cap.get("millicpus_free", 0)), cpu_total))
+    return FittedTable(
+        "members",
+        [
+            Column("name", [m["name"] for m in members]),
+            Column("status", [status_text(m["status"]) for m in members]),
+            Column("region", [m.get("region", "") for m in members]),
+            Column("zone", [m.get("zone", "") for m in members], drop=2),
+            Column("api", [m.get("api", "") for m in members], drop=3, fit="fold"),
+            _capacity_column("memory", mem),
+            _capacity_column("cpu", cpu),
+            Column("servos", [str(m.get("servos", "")) for m in members], drop=1),
+        ],
+    )
 
 
-def projects_table(projects: list[dict[str, Any]]) -> Table:
-    table = Table(title="projects", title_justify="left")
-    for col in ("name", "image", "replicas", "running", "state", "spread"):
-        table.add_column(col)
+def projects_table(projects: list[dict[str, Any]]) -> FittedTable:
+    rows: list[tuple[str, str, str, str, Text, str]] = []
     for p in projects:
         spec = p["spec"]
         running = sum(
@@ -74,15 +86,27 @@ def projects_table(projects: list[dict[str, Any]]) -> Table:
             if spec.get("stopped")
             else ("running" if running >= spec["replicas"] else "starting")
         )
-        table.add_row(
-            p["name"],
-            spec["image"],
-            str(spec["replicas"]),
-            f"{running}/{spec['replicas']}",
-            status_text(state),
-            spec.get("spread", ""),
+        rows.append(
+            (
+                p["name"],
+                spec["image"],
+                str(spec["replicas"]),
+                f"{running}/{spec['replicas']}",
+                status_text(state),
+                spec.get("spread", ""),
+            )
         )
-    return table
+    return FittedTable(
+        "projects",
+        [
+            Column("name", [r[0] for r in rows]),
+            Column("image", [r[1] for r in rows], fit="fold"),
+            Column("replicas", [r[2] for r in rows], drop=2),
+            Column("running", [r[3] for r in rows]),
+            Column("state", [r[4] for r in rows]),
+            Column("spread", [r[5] for r in rows], drop=1),
+        ],
+    )
 
 
 def last_exit_text(exit_: dict[str, Any] | None) -> str:
@@ -91,30 +115,50 @@ def last_exit_text(exit_: dict[str, Any] | None) -> str:
     return f"{exit_['reason']} {exit_['code']} at {str(exit_['at'])[11:19]}"
 
 
-def servos_table(project: dict[str, Any]) -> Table:
+def servos_table(project: dict[str, Any]) -> FittedTable:
+    """Servo id, node and state are never cut; endpoints and the last exit wrap; when room runs
+    out the generation (in the title too) goes first, then restarts, last exit, endpoints."""
     gen = project.get("generation", project.get("spec", {}).get("generation", ""))
-    table = Table(title=f"servos of {project['name']} (generation {gen})", title_justify="left")
-    for col in ("servo", "node", "state", "gen", "restarts", "last exit", "endpoints"):
-        table.add_column(col)
-    for s in project["servos"]:
-        eps = ", ".join(
-            f"{e['host']}:{e['host_port']}->{e['container_port']}" for e in s.get("endpoints", [])
-        )
+    servos = project["servos"]
+
+    def state_text(s: dict[str, Any], fake_mark: str) -> Text:
         state = status_text(s["state"])
         if s.get("node_status") not in (None, "alive"):
             state.append(f" (node {s['node_status']})", style="red")
         if s.get("fake"):
-            state.append(" [fake runtime]", style="grey50")
-        table.add_row(
-            s["id"],
-            s["node"],
-            state,
-            str(s.get("generation", "")),
-            str(s.get("restarts", 0)),
-            last_exit_text(s.get("last_exit")),
-            eps or "-",
+            state.append(fake_mark, style="grey50")
+        return state
+
+    endpoints = [
+        ", ".join(
+            f"{e['host']}:{e['host_port']}->{e['container_port']}" for e in s.get("endpoints", [])
         )
-    return table
+        or "-"
+        for s in servos
+    ]
+    return FittedTable(
+        f"servos of {project['name']} (generation {gen})",
+        [
+            Column("servo", [s["id"] for s in servos]),
+            Column("node", [s["node"] for s in servos]),
+            # the state word leads; the notes after it wrap at spaces, never inside a word
+            Column(
+                "state",
+                [state_text(s, " [fake runtime]") for s in servos],
+                fit="words",
+                narrow=Column("state", [state_text(s, " [fake]") for s in servos], fit="words"),
+            ),
+            Column("gen", [str(s.get("generation", "")) for s in servos], drop=4),
+            Column("restarts", [str(s.get("restarts", 0)) for s in servos], drop=3),
+            Column(
+                "last exit",
+                [last_exit_text(s.get("last_exit")) for s in servos],
+                fit="words",
+                drop=2,
+            ),
+            Column("endpoints", endpoints, fit="fold", drop=1),
+        ],
+    )
 
 
 def print_status(console: Console, project: dict[str, Any], logs: list[dict[str, Any]]) -> None:
