@@ -4,13 +4,16 @@ the TCP ping fallback, all on one port, every packet sealed with the cluster key
 The shell owns no protocol state. It feeds the core decoded packets and the time, and carries
 out what the core asks (send these, try this TCP ping, push-pull with that member). Malformed,
 oversized, unauthenticated or wrong-version packets are dropped and counted by reason; nothing a
-peer sends can raise out of the receive loops.
+peer sends can raise out of the receive loops. On TCP nothing is buffered before a fixed-size
+sealed header proves the sender holds the cluster key (see gossip.wire), inbound connections are
+capped (`MAX_TCP_CONNECTIONS`, more are closed at once) and must send that header within
+`TCP_HEADER_TIMEOUT_S`.
 """
 
 from __future__ import annotations
 
 import random
-import struct
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,14 +21,25 @@ import attrs
 import trio
 
 from gossip.core import AppDelegate, Gossip, GossipConfig, MemberEvent
-from gossip.crypto import Keyring
+from gossip.crypto import OVERHEAD, Keyring
 from gossip.messages import Addr, Msg, MsgType, Status
-from gossip.wire import MAX_TCP_BYTES, DecodeError, decode, encode
+from gossip.wire import (
+    MAX_TCP_BYTES,
+    TCP_HEADER_BYTES,
+    DecodeError,
+    decode,
+    encode,
+    open_tcp_header,
+    pack_messages,
+    seal_tcp_header,
+)
 from node.logfmt import get_logger
 
 log = get_logger("gossip")
 
 TCP_TIMEOUT_S = 5.0
+TCP_HEADER_TIMEOUT_S = 2.0  # a connection that sends no valid header in this time is dropped
+MAX_TCP_CONNECTIONS = 32  # inbound TCP connections served at once; more are closed at accept
 JOIN_BACKOFF_MAX_S = 30.0
 RECONNECT_INTERVAL_S = 10.0
 OUTBOX_LIMIT = 4096
@@ -83,6 +97,7 @@ class GossipService:
         self._nursery: trio.Nursery | None = None
         self._udp: trio.socket.SocketType | None = None
         self.joined = trio.Event()
+        self._tcp_active = 0  # inbound TCP connections being served (bounded by the cap)
 
     # --- the agent-facing API ---------------------------------------------------------------
     def _now(self) -> float:
@@ -257,29 +272,49 @@ class GossipService:
 
     # --- TCP: push-pull, join, ping fallback --------------------------------------------------
     async def _send_frame(self, stream: trio.abc.Stream, msg: Msg) -> None:
-        packet = encode(self.keyring, self.name, [msg])
-        await stream.send_all(struct.pack(">I", len(packet)) + packet)
-        self.totals["bytes_out"] += len(packet) + 4
+        """A frame: a fixed-size sealed header announcing the body, then the body sealed with
+        the header as associated data (see gossip.wire)."""
+        raw = pack_messages(self.name, [msg])
+        header = seal_tcp_header(self.keyring, len(raw) + OVERHEAD, _wall_ms())
+        packet = self.keyring.seal(raw, header)
+        await stream.send_all(header + packet)
+        self.totals["bytes_out"] += len(header) + len(packet)
 
     async def _recv_frame(self, stream: trio.SocketStream) -> Msg:
         return (await self._recv_frame_from(stream))[1]
 
-    async def _recv_frame_from(self, stream: trio.SocketStream) -> tuple[str, Msg]:
-        header = await _recv_exactly(stream, 4)
-        (size,) = struct.unpack(">I", header)
-        if size > MAX_TCP_BYTES:
-            raise DecodeError("oversized")
+    async def _recv_frame_from(
+        self, stream: trio.SocketStream, header_timeout_s: float = float("inf")
+    ) -> tuple[str, Msg]:
+        # nothing is buffered beyond the fixed header until it proves the sender holds the key,
+        # and an accepted connection must send it quickly (a silent one holds a slot of the cap)
+        with trio.fail_after(header_timeout_s):
+            header = await _recv_exactly(stream, TCP_HEADER_BYTES)
+        size = open_tcp_header(self.keyring, header, _wall_ms())
         body = await _recv_exactly(stream, size)
-        self.totals["bytes_in"] += size + 4
-        sender, msgs = decode(self.keyring, body, limit=MAX_TCP_BYTES)
+        self.totals["bytes_in"] += size + len(header)
+        sender, msgs = decode(self.keyring, body, limit=MAX_TCP_BYTES, aad=header)
         if len(msgs) != 1:
             raise DecodeError("bad_tcp_frame")
         return sender, msgs[0]
 
     async def _serve_tcp(self, stream: trio.SocketStream) -> None:
+        if self._tcp_active >= MAX_TCP_CONNECTIONS:
+            # over the cap: refuse at once rather than queue (a flood must not hold memory or
+            # delay the join and push-pull of real peers once it stops)
+            self._drop("tcp_connection_cap")
+            await stream.aclose()
+            return
+        self._tcp_active += 1
+        try:
+            await self._serve_tcp_frame(stream)
+        finally:
+            self._tcp_active -= 1
+
+    async def _serve_tcp_frame(self, stream: trio.SocketStream) -> None:
         try:
             with trio.fail_after(TCP_TIMEOUT_S):
-                sender, msg = await self._recv_frame_from(stream)
+                sender, msg = await self._recv_frame_from(stream, TCP_HEADER_TIMEOUT_S)
                 assert self.core is not None
                 if msg[0] == MsgType.PUSH_PULL:
                     reply: Msg = [
@@ -380,6 +415,11 @@ class GossipService:
         if reply[0] == MsgType.ACK and reply[1] == seq:
             self.core.tcp_ack(self._now(), seq)
             self._flush()
+
+
+def _wall_ms() -> int:
+    """The wall clock for TCP frame headers' freshness (the shell's, never the core's)."""
+    return int(time.time() * 1000)
 
 
 async def _recv_exactly(stream: trio.SocketStream, n: int) -> bytes:

@@ -3,16 +3,24 @@ packet), sealed by the key ring. Decoding never raises anything but `DecodeError
 names the drop counter to bump.
 
     envelope = [version, sender_name, [message, ...]]
+
+A TCP frame is `sealed header | sealed body`. The header has a fixed size (`TCP_HEADER_BYTES`)
+and holds the body's size and the sender's clock; the body is sealed with the header as
+associated data, so it cannot be spliced behind another header. A receiver reads the header
+alone, opens it, and only then reads (and buffers) the body it announces: a connection without
+the cluster key costs the receiver `TCP_HEADER_BYTES`, never an announced 8 MiB. A header older
+than `TCP_HEADER_SKEW_MS` is refused, so a captured one cannot be replayed later.
 """
 
 from __future__ import annotations
 
+import struct
 import threading
 from typing import Any
 
 import msgpack
 
-from gossip.crypto import Keyring, OpenError
+from gossip.crypto import OVERHEAD, Keyring, OpenError
 from gossip.messages import (
     MIN_PROTOCOL_VERSION,
     PROTOCOL_VERSION,
@@ -24,6 +32,10 @@ from gossip.messages import (
 MAX_UDP_BYTES = 65_000
 MAX_TCP_BYTES = 8 * 1024 * 1024
 MAX_MESSAGES = 256
+TCP_HEADER = b"gossip-tcp-header"  # the sealing purpose of TCP frame headers
+_HEADER_PLAIN = struct.Struct(">IQ")  # body size, sender's wall clock in ms
+TCP_HEADER_BYTES = _HEADER_PLAIN.size + OVERHEAD
+TCP_HEADER_SKEW_MS = 300_000
 
 
 class DecodeError(ValueError):
@@ -51,19 +63,38 @@ def encoded_size(msg: Msg) -> int:
     return len(_packers.packer.pack(msg))
 
 
-def encode(keyring: Keyring | None, sender: str, msgs: list[Msg]) -> bytes:
+def encode(keyring: Keyring | None, sender: str, msgs: list[Msg], aad: bytes = b"") -> bytes:
     raw = pack_messages(sender, msgs)
-    return keyring.seal(raw) if keyring is not None else raw
+    return keyring.seal(raw, aad) if keyring is not None else raw
+
+
+def seal_tcp_header(keyring: Keyring, body_bytes: int, now_ms: int) -> bytes:
+    header = keyring.seal(_HEADER_PLAIN.pack(body_bytes, now_ms), purpose=TCP_HEADER)
+    assert len(header) == TCP_HEADER_BYTES
+    return header
+
+
+def open_tcp_header(keyring: Keyring, header: bytes, now_ms: int) -> int:
+    """The size of the body a TCP frame header announces, once it proved it holds the key."""
+    try:
+        size, sent_ms = _HEADER_PLAIN.unpack(keyring.open(header, purpose=TCP_HEADER))
+    except OpenError:
+        raise DecodeError("tcp_bad_header") from None
+    if abs(now_ms - sent_ms) > TCP_HEADER_SKEW_MS:
+        raise DecodeError("tcp_stale_header")
+    if size > MAX_TCP_BYTES:
+        raise DecodeError("oversized")
+    return int(size)
 
 
 def decode(
-    keyring: Keyring | None, packet: bytes, limit: int = MAX_UDP_BYTES
+    keyring: Keyring | None, packet: bytes, limit: int = MAX_UDP_BYTES, aad: bytes = b""
 ) -> tuple[str, list[Msg]]:
     if len(packet) > limit:
         raise DecodeError("oversized")
     if keyring is not None:
         try:
-            packet = keyring.open(packet)
+            packet = keyring.open(packet, aad)
         except OpenError as exc:
             raise DecodeError(exc.reason) from None
     try:

@@ -30,7 +30,7 @@ from gossip.crypto import Keyring, OpenError
 
 HEADER = "X-Shoal-Auth"
 SEALED_TYPE = "application/x-shoal-sealed"
-MAX_SKEW_MS = 30_000
+MAX_SKEW_MS = 60_000  # the clock skew tolerated between agents (as before the seal)
 NONCE_HEX = 32  # 128-bit random nonce per request
 WINDOW_MAX = 200_000  # nonces remembered at most (~10 MiB): bounds memory under any load
 REQUEST = b"internal-request"
