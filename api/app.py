@@ -7,9 +7,11 @@ from fastapi import FastAPI
 
 from api.auth import ApiGuardMiddleware, ApiPolicy
 from api.errors import BodyLimitMiddleware, install_error_handlers
+from api.routes_events import install_event_routes
 from api.routes_ingress import install_ingress_routes
 from api.routes_internal import install_internal_routes
 from api.routes_public import install_public_routes
+from api.routes_ui import install_ui_routes
 from node.context import AgentContext
 
 
@@ -23,6 +25,8 @@ def create_app(ctx: AgentContext) -> FastAPI:
     install_public_routes(app, ctx)
     install_internal_routes(app, ctx)
     install_ingress_routes(app, ctx)
+    install_event_routes(app, ctx)
+    install_ui_routes(app)
     app.add_middleware(BodyLimitMiddleware)
     # added last, so outermost: a refused request is never routed nor its body read
     app.add_middleware(ApiGuardMiddleware, policy=ApiPolicy.from_config(ctx.config))

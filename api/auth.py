@@ -45,7 +45,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.errors import error_body
 from node.config import AgentConfig
 
-OPEN_PATHS = frozenset({"/v1/health"})  # answered without a token (a load balancer's probe)
+# answered without a token: a load balancer's probe, and the cluster page's static shell and
+# assets (`api.routes_ui`: no data in them; the page asks for the token, then reads the API)
+OPEN_PATHS = frozenset({"/v1/health", "/", "/ui/app.js", "/ui/style.css"})
 OWN_AUTH_PREFIXES = ("/internal/", "/ingress/")  # checked by their own routes
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 COOKIE_NAME = "shoal_token"

@@ -17,6 +17,8 @@ import trio
 
 from node.config import AgentConfig
 from node.drain import Drainer, DrainState
+from node.event_diff import Snapshot, snapshot
+from node.events import ClusterWatcher, EventJournal
 from node.executor import Executor
 from node.hlc import HybridClock
 from node.logfmt import get_logger
@@ -49,6 +51,8 @@ class AgentContext:
     recovery: RecoveryLoop = attrs.field(init=False)
     drainer: Drainer = attrs.field(init=False)
     projects: ProjectService = attrs.field(init=False)
+    events: EventJournal = attrs.field(init=False)  # the operator's feed (`node.events`)
+    watcher: ClusterWatcher = attrs.field(init=False)
     _publish_due: trio.Event = attrs.field(factory=trio.Event)
     # set by the agent: ends the process (after the answer to `shoal leave` is sent)
     on_shutdown: Callable[[], None] = lambda: None
@@ -106,6 +110,8 @@ class AgentContext:
         self.projects = ProjectService(
             cfg.name, self.registry, self.specs, self.executor, self.client
         )
+        self.events = EventJournal()
+        self.watcher = ClusterWatcher(self.events, self._look)
         self.host.on_change = self.publish_soon
         self.host.on_exit = lambda servo, reason: self.metrics.servo_exits.labels(reason).inc()
         self.host.on_failed = lambda servo, reason: self.metrics.servo_failures.labels(reason).inc()
@@ -136,6 +142,10 @@ class AgentContext:
             self.gossip, "counters", None
         )
         return counters() if counters else {}
+
+    def _look(self) -> Snapshot:
+        peers = self.peers()
+        return snapshot(peers, self.registry.live(), lambda p: self.projects.rollout_view(p, peers))
 
     def publish_meta(self) -> None:
         self.membership.publish()
@@ -175,6 +185,7 @@ class AgentContext:
             nursery.start_soon(self._meta_loop)
             await nursery.start(self.specs.run)
             await nursery.start(self.recovery.run)
+            await nursery.start(self.watcher.run)
             task_status.started()
 
     async def _meta_loop(self) -> None:
