@@ -5,27 +5,37 @@ A spec that fails validation never reaches the registry: the caller gets a 422 n
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from node.health import HealthCheck, check_ports
 from node.projects import Project, health_fields
+from node.spec_rules import (
+    MAX_ENV,
+    MAX_PORTS,
+    MAX_REPLICAS,
+    SpecError,
+    check_command,
+    check_env,
+    check_image,
+)
+from node.spec_rules import check_project_name as _check_project_name
 from node.units import UnitError, parse_memory_mb, parse_millicpus
 from placement.converge import UpdatePolicy
 
-PROJECT_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-MAX_REPLICAS = 1000
-
 
 def check_project_name(name: str) -> str:
-    if not PROJECT_NAME_RE.match(name):
-        raise ValueError(
-            "project name must be 1-63 lowercase letters, digits or '-', "
-            "starting and ending with a letter or digit"
-        )
-    return name
+    """The whole name must match (`re.fullmatch`): `abc\n` once passed, was stored, and made
+    every later stop and destroy of it a 500."""
+    try:
+        return _check_project_name(name)
+    except SpecError as exc:
+        raise ValueError(str(exc)) from None
+
+
+PROJECT_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+NODE_NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$"
 
 
 class HealthIn(BaseModel):
@@ -35,7 +45,7 @@ class HealthIn(BaseModel):
 
     type: Literal["http", "tcp", "none"] = "none"
     port: int = Field(default=0, ge=0, le=65535)
-    path: str = Field(default="/", max_length=1024)
+    path: str = Field(default="/", max_length=1024, pattern=r"^/[\x21-\x7e]*$")
     interval_s: float = Field(default=2.0, ge=0.1, le=3600)
     timeout_s: float = Field(default=1.0, gt=0, le=3600)
     threshold: int = Field(default=3, ge=1, le=100)
@@ -63,8 +73,8 @@ class ProjectSpecIn(BaseModel):
     replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
     memory: str | int = "256M"
     cpus: float | str = 0.5
-    ports: list[int] = Field(default_factory=list, max_length=16)
-    env: dict[str, str] = Field(default_factory=dict, max_length=128)
+    ports: list[int] = Field(default_factory=list, max_length=MAX_PORTS)
+    env: dict[str, str] = Field(default_factory=dict, max_length=MAX_ENV)
     spread: Literal["region", "zone", "host"] = "region"
     max_per_host: int = Field(default=1, ge=1, le=MAX_REPLICAS)
     command: list[str] | None = Field(default=None, max_length=64)
@@ -113,11 +123,27 @@ class ProjectSpecIn(BaseModel):
     @field_validator("env")
     @classmethod
     def _env(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key) or key.startswith("SHOAL_"):
-                raise ValueError(
-                    f"env name {key!r} is not a valid variable name (SHOAL_ is reserved)"
-                )
+        try:
+            check_env(value)
+        except SpecError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        try:
+            return check_image(value)
+        except SpecError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: list[str] | None) -> list[str] | None:
+        try:
+            check_command(value)
+        except SpecError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     def to_project(self, name: str, stopped: bool = False) -> Project:
@@ -148,8 +174,8 @@ class PruneIn(BaseModel):
     given: the caller asked for it explicitly)."""
 
     model_config = ConfigDict(extra="forbid")
-    node: str | None = Field(default=None, max_length=253)
-    project: str | None = Field(default=None, max_length=63)
+    node: str | None = Field(default=None, max_length=253, pattern=NODE_NAME_PATTERN)
+    project: str | None = Field(default=None, max_length=63, pattern=PROJECT_NAME_PATTERN)
     older_than_s: float | None = Field(default=None, ge=0, le=10 * 365 * 86400)
 
 
@@ -158,4 +184,4 @@ class RollbackIn(BaseModel):
     good one)."""
 
     model_config = ConfigDict(extra="forbid")
-    to: int | None = Field(default=None, ge=1)
+    to: int | None = Field(default=None, ge=1, le=2**31)

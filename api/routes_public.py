@@ -115,6 +115,14 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
         idempotency_key: Annotated[str | None, Header()] = None,
     ) -> Response:
         project = spec.to_project(_name(name))
+        largest = max((p.memory_total_mb for p in ctx.peers() if p.reachable), default=0)
+        if largest and project.memory_mb > largest:
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"memory: {project.memory_mb} MiB is more than the largest host has "
+                f"({largest} MiB): no servo of it could ever run",
+            )
 
         async def work() -> tuple[int, dict[str, Any]]:
             return deployed(*await service.deploy(project))

@@ -21,6 +21,13 @@ from typing import Any
 import attrs
 
 from node.hlc import Timestamp
+from node.spec_rules import (
+    SpecError,
+    check_int,
+    check_project_name,
+    check_spec_wire,
+    check_text,
+)
 from placement.converge import Desired, UpdatePolicy
 
 SCHEMA_VERSION = 2
@@ -45,6 +52,9 @@ _MIGRATIONS: dict[int, str] = {
     """,
 }
 IDEMPOTENCY_KEEP = 10_000
+MAX_WALL_MS = 2**53  # an HLC beyond this is no time of ours (2**63 once broke every later PUT)
+MAX_HLC_COUNTER = 2**31
+MAX_CLOCK_DRIFT_MS = 60_000  # a peer's entry further ahead of our clock is refused
 
 
 HISTORY_KEEP = 10
@@ -344,11 +354,20 @@ class Entry:
 
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any]) -> Entry:
-        name = str(raw["name"])
+        """An entry from a peer (push or pull): the internal door, checked as strictly as the
+        public one (`node.spec_rules`), so an invalid spec is refused (SpecError, a ValueError)
+        and never merged."""
+        if not isinstance(raw, Mapping):
+            raise SpecError("an entry must be an object")
+        name = check_project_name(raw["name"])
+        ts = Timestamp.from_wire(raw["ts"])
+        check_int(ts.wall_ms, "ts.wall_ms", 0, MAX_WALL_MS)
+        check_int(ts.counter, "ts.counter", 0, MAX_HLC_COUNTER)
+        check_text(ts.node, "ts.node", 253)
         spec = raw.get("spec")
-        return cls(
-            name, Timestamp.from_wire(raw["ts"]), Project.from_wire(name, spec) if spec else None
-        )
+        if spec:
+            check_spec_wire(name, spec)
+        return cls(name, ts, Project.from_wire(name, spec) if spec else None)
 
 
 class ProjectRegistry:

@@ -128,29 +128,37 @@ class RecoveryLoop:
         for project in self.registry.live():
             if project.stopped or recovery_owner(project.name, alive) != self.me:
                 continue
-            plan = self.executor.plan(project, peers)
-            settled = await self.settle_rollout(project, plan.rollout)
-            if settled is not project:
-                project, plan = settled, self.executor.plan(settled, peers)
-            if not plan.actions:
-                continue
-            outcome = await self.executor.converge(project)
-            touched.append(project.name)
-            if outcome.created:
-                self._on_action("create", len(outcome.created))
-            if outcome.removed:
-                self._on_action("remove", len(outcome.removed))
-            if outcome.created or outcome.removed or outcome.failures or outcome.missing:
-                log.info(
-                    "recovery.converged",
-                    project=project.name,
-                    created=len(outcome.created),
-                    removed=len(outcome.removed),
-                    failures=len(outcome.failures),
-                    missing=outcome.missing,
-                )
+            try:
+                if await self._own_one(project, peers):
+                    touched.append(project.name)
+            except Exception:  # one bad project must not stop planning for the others
+                log.exception("recovery.project_failed", project=project.name)
             peers = self.executor.peers()
         return touched
+
+    async def _own_one(self, project: Project, peers: list[Any]) -> bool:
+        """One owner-round step for one project; True when the engine had something to do."""
+        plan = self.executor.plan(project, peers)
+        settled = await self.settle_rollout(project, plan.rollout)
+        if settled is not project:
+            project, plan = settled, self.executor.plan(settled, peers)
+        if not plan.actions:
+            return False
+        outcome = await self.executor.converge(project)
+        if outcome.created:
+            self._on_action("create", len(outcome.created))
+        if outcome.removed:
+            self._on_action("remove", len(outcome.removed))
+        if outcome.created or outcome.removed or outcome.failures or outcome.missing:
+            log.info(
+                "recovery.converged",
+                project=project.name,
+                created=len(outcome.created),
+                removed=len(outcome.removed),
+                failures=len(outcome.failures),
+                missing=outcome.missing,
+            )
+        return True
 
     async def settle_rollout(self, project: Project, rollout: Rollout | None) -> Project:
         """The stored rollout record follows what the engine sees: a rollout is desired state,

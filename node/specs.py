@@ -21,7 +21,7 @@ from node.hlc import HybridClock
 from node.logfmt import get_logger
 from node.membership import wall_ms
 from node.peers import PeerClient, PeerError
-from node.projects import Entry, Project, ProjectRegistry
+from node.projects import MAX_CLOCK_DRIFT_MS, Entry, Project, ProjectRegistry
 
 log = get_logger("node.specs")
 
@@ -96,10 +96,15 @@ class SpecReplicator:
         for item in raw:
             try:
                 entries.append(Entry.from_wire(item))
-            except (KeyError, TypeError, ValueError) as exc:
-                log.warning("specs.bad_entry", detail=str(exc))
+            except (KeyError, TypeError, ValueError) as exc:  # refused, never merged
+                log.warning("specs.bad_entry", sender=sender, detail=str(exc)[:200])
+        now = wall_ms()
+        future = [e for e in entries if e.ts.wall_ms > now + MAX_CLOCK_DRIFT_MS]
+        for e in future:  # it would drag every agent's clock (and LWW) along with it
+            log.warning("specs.entry_from_future", project=e.name, writer=e.ts.node, sender=sender)
+        entries = [e for e in entries if e not in future]
         for e in entries:
-            self.hlc.observe(e.ts, wall_ms())
+            self.hlc.observe(e.ts, now)
         won = self.registry.merge(entries)
         if won:
             self._on_merged()

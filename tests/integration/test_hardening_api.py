@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -14,7 +15,7 @@ import trio
 import api.errors
 import api.server
 from node.context import AgentContext
-from tests.integration.inproc import InProcCluster, make_key
+from tests.integration.inproc import InProcCluster, make_key, wait_for
 
 TOKEN = "write-token-1"
 READ = "read-token-1"
@@ -132,6 +133,73 @@ async def test_open_api_beyond_loopback_warns_loudly(
     caplog.set_level(logging.WARNING, logger="api.server")
     async with trio.open_nursery() as nursery:
         cluster = InProcCluster(nursery, tmp_path, make_key(tmp_path))
-        await cluster.add("h1", bind="0.0.0.0", advertise="127.0.0.1")
+        await cluster.add("h1", bind="0.0.0.0", api_bind="0.0.0.0", advertise="127.0.0.1")
         nursery.cancel_scope.cancel()
     assert any(r.getMessage() == "api.UNPROTECTED" for r in caplog.records)
+
+
+async def test_bad_input_gets_4xx_never_500(agent: AgentContext) -> None:
+    # the list, each once a 500 or stored garbage
+    async with client(agent) as c:
+        for change in (
+            {"memory": "9" * 400},
+            {"memory": "9" * 30 + "T"},
+            {"cpus": "inf"},
+            {"memory": 10**19},
+            {"image": "x\n\x00y"},
+            {"memory": "100G"},  # more than the largest host (4 GiB) has
+        ):
+            r = await c.put("/v1/projects/web", json={**SPEC, **change})
+            assert r.status_code == 422, (change, r.text)
+            assert r.json()["error"] == "invalid_request"
+        r = await c.put("/v1/projects/abc%0A", json=SPEC)
+        assert r.status_code == 422, r.text
+        assert agent.registry.live() == []
+        r = await c.post("/v1/projects/abc%0A/stop")
+        assert r.status_code == 422
+        r = await c.delete("/v1/projects/abc%0A")
+        assert r.status_code == 422
+
+
+async def test_pushed_invalid_or_future_entries_are_never_merged(agent: AgentContext) -> None:
+    async with client(agent) as c:
+        assert (await c.put("/v1/projects/web", json=SPEC)).status_code == 200
+        entry = agent.registry.get("web")
+        assert entry is not None and entry.project is not None
+        good = entry.to_wire()
+        bad_spec = {**good["spec"], "replicas": 10**9, "memory": -1}
+        ts = [good["ts"][0] + 1, 0, "forger"]
+        assert agent.specs.merge([{**good, "ts": ts, "spec": bad_spec}], sender="x") == 0
+        future = [2**63, 0, "forger"]  # once made every later PUT fail
+        assert agent.specs.merge([{**good, "ts": future}], sender="x") == 0
+        assert agent.registry.get("web") == entry
+        r = await c.put("/v1/projects/web", json={**SPEC, "replicas": 2})
+        assert r.status_code == 200, r.text
+        assert agent.registry.get("web").project.replicas == 2  # type: ignore[union-attr]
+
+
+async def test_one_bad_project_never_stops_planning_for_the_others(
+    agent: AgentContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with client(agent) as c:
+        for name in ("aaa", "zzz"):
+            assert (await c.put(f"/v1/projects/{name}", json=SPEC)).status_code == 200
+    real_plan = agent.executor.plan
+
+    def plan(project: Any, peers: Any) -> Any:
+        if project.name == "aaa":
+            raise RuntimeError("a bug that only this project's spec triggers")
+        return real_plan(project, peers)
+
+    monkeypatch.setattr(agent.executor, "plan", plan)
+    # zzz's servo is lost: only the owner round brings it back
+    (servo,) = [r for r in agent.host.servo_records() if r["project"] == "zzz"]
+    await agent.host.destroy_servo(str(servo["id"]))
+    # every round meets "aaa" first (projects go in name order); before, its exception ended
+    # the round, so "zzz" was never brought back
+    await agent.recovery.owner_round()
+    await wait_for(
+        "zzz's servo back",
+        lambda: any(r["project"] == "zzz" for r in agent.host.servo_records()),
+        timeout_s=10,
+    )
