@@ -23,6 +23,7 @@ import trio
 
 from api.app import create_app
 from api.auth import exposed_without_token
+from api.internal_listener import InternalOnly
 from node.context import AgentContext
 from node.logfmt import get_logger
 
@@ -40,7 +41,7 @@ def hypercorn_config(ctx: AgentContext) -> Any:
     from hypercorn.config import Config
 
     hc = Config()
-    hc.bind = [f"{ctx.config.bind}:{ctx.config.api_port}"]
+    hc.bind = [f"{ctx.config.api_bind_addr}:{ctx.config.api_port}"]
     hc.accesslog = None
     hc.errorlog = None
     hc.graceful_timeout = 1.0
@@ -62,25 +63,46 @@ async def serve_api(
     if exposed_without_token(ctx.config):
         log.warning(
             "api.UNPROTECTED",
-            bind=ctx.config.bind,
+            bind=ctx.config.api_bind_addr,
             detail="the API listens beyond loopback with no --api-token: anyone who reaches "
             "this port can deploy, stop and destroy projects; set --api-token-file",
         )
     hc = hypercorn_config(ctx)
-    app = wrap_app(create_app(ctx), hc.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
+    asgi = create_app(ctx)
+    app = wrap_app(asgi, hc.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
     context = WorkerContext(None)
-    listeners = await trio.open_tcp_listeners(ctx.config.api_port, host=ctx.config.bind)
+    listeners = await trio.open_tcp_listeners(ctx.config.api_port, host=ctx.config.api_bind_addr)
+    # peers call /internal/ at the advertised address: listen there too (and only for that)
+    # when the public API stays on another address (api.internal_listener)
+    internal_host = ctx.config.internal_bind_addr
+    public_url = f"http://{ctx.config.api_bind_addr}:{ctx.config.api_port}"
+    internal_app = wrap_app(
+        InternalOnly(asgi, public_url),  # type: ignore[arg-type]
+        hc.wsgi_max_body_size,
+        "asgi",
+    )
+    internal = (
+        await trio.open_tcp_listeners(ctx.config.api_port, host=internal_host)
+        if internal_host
+        else []
+    )
     max_connections = MAX_CONNECTIONS if max_connections is None else max_connections
     slots = trio.Semaphore(max_connections)
-    log.info("api.listening", url=ctx.api_url, max_connections=max_connections)
+    log.info(
+        "api.listening",
+        url=public_url,
+        peers_use=ctx.api_url,  # gossiped; served by `internal` when it is another address
+        internal_only=f"{internal_host}:{ctx.config.api_port}" if internal_host else "-",
+        max_connections=max_connections,
+    )
 
-    async def handle(stream: trio.SocketStream) -> None:
+    async def handle(stream: trio.SocketStream, app: Any) -> None:
         try:
             await TCPServer(app, hc, context, {}, stream)  # type: ignore[arg-type]
         finally:
             slots.release()
 
-    async def accept_loop(listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+    async def accept_loop(listener: trio.SocketListener, nursery: trio.Nursery, app: Any) -> None:
         async with listener:
             while True:
                 await slots.acquire()
@@ -96,9 +118,11 @@ async def serve_api(
                 except BaseException:
                     slots.release()
                     raise
-                nursery.start_soon(handle, stream)
+                nursery.start_soon(handle, stream, app)
 
     async with trio.open_nursery() as nursery:
         for listener in listeners:
-            nursery.start_soon(accept_loop, listener, nursery)
+            nursery.start_soon(accept_loop, listener, nursery, app)
+        for listener in internal:
+            nursery.start_soon(accept_loop, listener, nursery, internal_app)
         task_status.started()

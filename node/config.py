@@ -7,6 +7,12 @@ from pathlib import Path
 
 import attrs
 
+from node.netaddr import is_wildcard
+
+# `shoal agent` listens for gossip on every address and serves the public API on loopback only
+# (as Consul's `bind_addr`/`client_addr`): peers on the LAN reach it, the API stays private.
+# This class's own default stays loopback, for agents embedded in tests and tools.
+DEFAULT_CLI_BIND = "0.0.0.0"
 DEFAULT_GOSSIP_PORT = 7946
 DEFAULT_API_PORT = 7070
 DEFAULT_INGRESS_DOMAIN = "shoal.localhost"
@@ -17,8 +23,10 @@ class AgentConfig:
     name: str = attrs.field(factory=socket.gethostname)
     region: str = "default"
     zone: str = ""
-    bind: str = "127.0.0.1"
-    advertise: str = ""
+    bind: str = "127.0.0.1"  # gossip listens here (UDP and TCP)
+    advertise: str = ""  # what peers are told; "" = --bind, or chosen at start for a wildcard
+    # where the public API listens; "" = --bind, or loopback when --bind is a wildcard
+    api_bind: str = ""
     gossip_port: int = DEFAULT_GOSSIP_PORT
     api_port: int = DEFAULT_API_PORT
     data_dir: Path = Path("./shoal-data")
@@ -27,6 +35,7 @@ class AgentConfig:
     millicpus: int | None = None
     join: tuple[str, ...] = ()
     cluster_key_file: Path | None = None
+    join_token: str = ""  # `shoal join-token`'s line: seeds and key ring (node.join_token)
     api_token: str | None = None  # full access (reads and writes) when set
     api_read_token: str | None = None  # reads only; meaningless without api_token
     # Host header names the API answers to besides its own addresses and localhost (DNS
@@ -47,3 +56,19 @@ class AgentConfig:
     @property
     def advertise_addr(self) -> str:
         return self.advertise or self.bind
+
+    @property
+    def api_bind_addr(self) -> str:
+        if self.api_bind:
+            return self.api_bind
+        return "127.0.0.1" if is_wildcard(self.bind) else self.bind
+
+    @property
+    def internal_bind_addr(self) -> str | None:
+        """Where the agent-to-agent routes must listen as well, so that peers reach them at the
+        advertised API URL: the advertised address, when the public API's bind does not already
+        cover it (API on loopback, gossip on the LAN). None when it does."""
+        api = self.api_bind_addr
+        if is_wildcard(api) or api == self.advertise_addr or is_wildcard(self.advertise_addr):
+            return None
+        return self.advertise_addr

@@ -96,7 +96,7 @@ def _connect_host(bind: str) -> str:
 
 
 def api_base(config: AgentConfig) -> str:
-    return f"http://{_connect_host(config.bind)}:{config.api_port}"
+    return f"http://{_connect_host(config.api_bind_addr)}:{config.api_port}"
 
 
 def fallback_url(config: AgentConfig) -> str:
