@@ -1,14 +1,16 @@
 """What this agent believes about the cluster, derived from gossip: peers, their capacity, the
 servos each reports, and the placement view built from them.
 
-Every agent alone writes its own gossip metadata (`build_meta`), so the servo registry is the
-union of what each agent says it runs. Reading it is pure: the recovery planner and the simulator
-get the same view from the same membership.
+Every agent alone writes its own gossip metadata (`build_meta`: identity, capacity, and the
+version and digest of its servo inventory, within 512 bytes) and its own inventory, which
+travels as deltas (`node.inventory`); the servo registry is the union of what each agent says it
+runs. Reading it is pure: the recovery planner and the simulator get the same view from the same
+membership.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -109,6 +111,7 @@ class Peer:
     draining: bool = False
     stopping_ms: int = 0  # set in the last words of an agent stopping gracefully
     inventory: int = 0  # the host's inventory version its servo list is as of
+    digest: int = 0  # and that inventory's digest (node.inventory)
 
     @property
     def alive(self) -> bool:
@@ -144,21 +147,22 @@ class Peer:
 
 def build_meta(
     *,
-    name: str,
     region: str,
     zone: str,
     addr: str,
     api: str,
     runtime: str,
     capacity: Mapping[str, int],
-    servos: Iterable[Mapping[str, Any]],
     draining: bool = False,
     stopping_ms: int = 0,
     inventory: int = 0,
+    digest: int = 0,
+    servos: int = 0,
 ) -> dict[str, Any]:
-    """This agent's own gossip metadata. Servo records are trimmed to what peers need."""
+    """This agent's own gossip metadata: what stays small whatever the host runs (its servos
+    travel on the APP channel; `inv`/`dig` say which of their versions this state goes with,
+    `n` how many there are, for tables that need no more)."""
     return {
-        "name": name,
         "region": region,
         "zone": zone,
         "addr": addr,
@@ -170,15 +174,16 @@ def build_meta(
             int(capacity["millicpus_total"]),
             int(capacity["millicpus_free"]),
         ],
-        "servos": [_servo_wire(s) for s in servos],
         "draining": draining,
         "stopping": stopping_ms,
         "inv": inventory,
+        "dig": digest,
+        "n": servos,
     }
 
 
-def _servo_wire(s: Mapping[str, Any]) -> list[Any]:
-    """A servo in gossip metadata: positional, the fields peers plan and report with."""
+def servo_wire(s: Mapping[str, Any]) -> list[Any]:
+    """A servo on the APP channel: positional, the fields peers plan and report with."""
     exit_ = s.get("last_exit")
     return [
         s["id"],
@@ -197,7 +202,7 @@ def _servo_wire(s: Mapping[str, Any]) -> list[Any]:
     ]
 
 
-def _servo_from_wire(node: str, s: Sequence[Any]) -> ServoEntry:
+def servo_from_wire(node: str, s: Sequence[Any]) -> ServoEntry:
     exit_ = s[8] if len(s) > 8 else None
     return ServoEntry(
         str(s[0]),
@@ -227,12 +232,11 @@ def _endpoint_dict(raw: Sequence[Any]) -> dict[str, Any]:
     return {"container_port": raw[0], "host": raw[1], "host_port": raw[2]}
 
 
-def peer_from_member(member: MemberLike) -> Peer | None:
+def peer_from_member(member: MemberLike, servos: tuple[ServoEntry, ...] = ()) -> Peer | None:
     """None when a member's metadata is missing or malformed (a peer still joining)."""
     meta = member.meta
     try:
         cap = meta["cap"]
-        servos = tuple(_servo_from_wire(member.name, s) for s in meta.get("servos", ()))
         return Peer(
             name=member.name,
             status=member.status,
@@ -249,13 +253,17 @@ def peer_from_member(member: MemberLike) -> Peer | None:
             draining=bool(meta.get("draining", False)),
             stopping_ms=int(meta.get("stopping", 0) or 0),
             inventory=int(meta.get("inv", 0) or 0),
+            digest=int(meta.get("dig", 0) or 0),
         )
     except (KeyError, IndexError, TypeError, ValueError):
         return None
 
 
-def peers_from_members(members: Iterable[MemberLike]) -> list[Peer]:
-    peers = [p for p in (peer_from_member(m) for m in members) if p is not None]
+def peers_from_members(
+    members: Iterable[MemberLike],
+    servos: Callable[[str], tuple[ServoEntry, ...]] = lambda _name: (),
+) -> list[Peer]:
+    peers = [p for p in (peer_from_member(m, servos(m.name)) for m in members) if p is not None]
     return sorted(peers, key=lambda p: p.name)
 
 

@@ -22,7 +22,7 @@ from node.events import ClusterWatcher, EventJournal
 from node.executor import Executor
 from node.hlc import HybridClock
 from node.logfmt import get_logger
-from node.membership import Identity, MembershipView
+from node.membership import REPAIR_INTERVAL_S, Identity, MembershipView
 from node.metrics import Metrics
 from node.peers import PeerClient
 from node.project_service import ProjectService
@@ -73,7 +73,10 @@ class AgentContext:
             self.host,
             lambda: drain_state.draining,
             restart_grace_s=cfg.restart_grace_s,
+            monotonic_s=trio.current_time,
         )
+        # the gossip core, started after this, hands APP news to the membership's delegate
+        self.gossip.delegate = self.membership.delegate
         self.executor = Executor(
             cfg.name,
             self.membership.peers,
@@ -88,7 +91,9 @@ class AgentContext:
             self.client,
             self.membership.peers,
             on_merged=self._on_specs_merged,
+            broadcast=self.gossip.broadcast_app,
         )
+        self.membership.delegate.on_spec = self.specs.merge_broadcast
         self.recovery = RecoveryLoop(
             cfg.name,
             self.registry,
@@ -183,10 +188,16 @@ class AgentContext:
         self.publish_meta()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._meta_loop)
+            nursery.start_soon(self._repair_loop)
             await nursery.start(self.specs.run)
             await nursery.start(self.recovery.run)
             await nursery.start(self.watcher.run)
             task_status.started()
+
+    async def _repair_loop(self) -> None:
+        while True:
+            await trio.sleep(REPAIR_INTERVAL_S)
+            await self.membership.repair()
 
     async def _meta_loop(self) -> None:
         while True:

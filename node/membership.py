@@ -5,6 +5,10 @@ Statuses are the engine's (`placement.converge.effective_status`): a draining pe
 `draining`, a peer that announced a graceful stop and went quiet is `restarting` for the
 restart grace, so nobody replaces its servos while it reboots. This agent's own draining flag
 applies to its own row at once, without waiting for gossip to carry it back.
+
+Servo lists come from the inventory replica (`node.inventory`), fed by deltas on gossip's APP
+channel; member metadata says only which inventory version and digest a host is at, and
+`repair` pulls a host's whole inventory when this agent's copy stays behind that.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ from typing import Any, Protocol
 import attrs
 
 from node.cluster import Peer, build_meta, peers_from_members
+from node.inventory import ClusterDelegate, InventoryReplica, OwnInventory, key_of
 from placement.converge import effective_status
 
 DEFAULT_RESTART_GRACE_S = 60.0
+REPAIR_INTERVAL_S = 0.5
 
 
 def wall_ms() -> int:
@@ -29,6 +35,8 @@ def wall_ms() -> int:
 class GossipLike(Protocol):
     def members(self) -> list[Any]: ...
     def set_meta(self, meta: dict[str, Any]) -> None: ...
+    def broadcast_app(self, key: str, payload: Any) -> None: ...
+    async def pull_app_state(self, name: str) -> bool: ...
 
 
 class HostLike(Protocol):
@@ -59,8 +67,13 @@ class MembershipView:
         draining: Callable[[], bool],
         restart_grace_s: float = DEFAULT_RESTART_GRACE_S,
         clock_ms: Callable[[], int] = wall_ms,
+        monotonic_s: Callable[[], float] = time.monotonic,
     ) -> None:
         self.me = me
+        self.replica = InventoryReplica()
+        self.own = OwnInventory(me.name, self.replica)
+        self.delegate = ClusterDelegate(self.own)
+        self._monotonic_s = monotonic_s
         self.gossip = gossip
         self.host = host
         self._draining = draining
@@ -77,7 +90,7 @@ class MembershipView:
         """Every known peer with the status convergence uses, sorted by name."""
         now = self._clock_ms()
         out = []
-        for p in peers_from_members(self.gossip.members()):
+        for p in peers_from_members(self.gossip.members(), self.replica.servos):
             draining = p.draining or (p.name == self.name and self._draining())
             status = effective_status(
                 p.status,
@@ -94,22 +107,50 @@ class MembershipView:
 
     def publish(self) -> None:
         """Put this agent's current state into its gossip metadata (if it changed)."""
+        deltas = self.own.publish(
+            self._monotonic_s(), self.host.servo_records(), self.host.inventory_version
+        )
+        for payload in deltas:  # before the metadata that claims them: fewer needless pulls
+            self.gossip.broadcast_app(key_of(payload), payload)
         meta = build_meta(
-            name=self.me.name,
             region=self.me.region,
             zone=self.me.zone,
             addr=self.me.addr,
             api=self.me.api,
             runtime=self.me.runtime,
             capacity=self.host.capacity_snapshot(),
-            servos=self.host.servo_records(),
             draining=self._draining(),
             stopping_ms=self.stopping_ms,
-            inventory=self.host.inventory_version,
+            inventory=self.own.version,
+            digest=self.own.digest,
+            servos=self.own.count,
         )
         if meta != self._last_meta:
             self._last_meta = meta
             self.gossip.set_meta(meta)
+
+    def repair_round(self) -> list[str]:
+        """Note every alive member's claimed inventory version; the hosts to pull now."""
+        now = self._monotonic_s()
+        alive = set()
+        for m in self.gossip.members():
+            if m.name == self.name:
+                continue
+            if m.status == "alive":
+                alive.add(m.name)
+            meta = m.meta
+            try:
+                self.replica.note_claim(
+                    now, m.name, int(meta.get("inv", 0)), int(meta.get("dig", 0))
+                )
+            except (TypeError, ValueError):
+                continue
+        return self.replica.due_pulls(now, alive.__contains__)
+
+    async def repair(self) -> None:
+        """Pull the whole inventory of each host whose copy here stayed behind its claims."""
+        for host in self.repair_round():
+            await self.gossip.pull_app_state(host)
 
     def announce_stop(self) -> None:
         """Last words of a graceful stop: peers hold this agent's servos for the grace."""

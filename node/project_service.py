@@ -20,7 +20,7 @@ from node.executor import Executor, Outcome
 from node.logfmt import get_logger
 from node.membership import wall_ms
 from node.peers import PeerClient, PeerError
-from node.projects import Project, ProjectRegistry
+from node.projects import Entry, Project, ProjectRegistry
 from node.specs import SpecReplicator
 from placement.converge import recovery_owner
 
@@ -142,7 +142,7 @@ class ProjectService:
             back = project.rolled_back_to(target, wall_ms(), "asked by the operator")
         except KeyError as exc:
             raise NotFound(str(exc.args[0])) from None
-        await self.specs.push(self.specs.write(name, back))
+        await self._spread(self.specs.write(name, back))
         return back, await self.executor.converge(back)
 
     def list_all(self) -> list[dict[str, Any]]:
@@ -155,16 +155,18 @@ class ProjectService:
         prior = entry.project if entry is not None else None
         project = project.next_of(prior, wall_ms())
         if prior != project:
-            entry = self.specs.write(project.name, project)
-            # the project's owner acts on it on its own (recovery, rollouts): it must have the
-            # new desired state before this agent acts, or it would undo what we do next
-            # (recreate what a scale-down removed); everyone else learns it in the background
-            alive = [p.name for p in self.executor.peers() if p.status == "alive"]
-            owner = recovery_owner(project.name, alive)
-            if owner is not None and owner != self.me:
-                await self.specs.push_to(entry, [owner])
-            self.specs.push_soon(entry)
+            await self._spread(self.specs.write(project.name, project))
         return project
+
+    async def _spread(self, entry: Entry) -> None:
+        """The project's owner acts on it on its own (recovery, rollouts): it must have the
+        new desired state before this agent acts, or it would undo what we do next (recreate
+        what a scale-down removed); everyone else learns it from gossip in the background."""
+        alive = [p.name for p in self.executor.peers() if p.status == "alive"]
+        owner = recovery_owner(entry.name, alive)
+        if owner is not None and owner != self.me:
+            await self.specs.push_to(entry, [owner])
+        self.specs.push_soon(entry)
 
     async def deploy(self, project: Project) -> tuple[Project, Outcome]:
         project = await self._record(project)
@@ -187,7 +189,7 @@ class ProjectService:
         """The one use case that deletes data (unless `keep_volumes`): the servos' volumes, and
         the volumes of this project kept earlier (scale-downs, moves) on every reachable host."""
         self.get(name)
-        await self.specs.push(self.specs.write(name, None))
+        await self._spread(self.specs.write(name, None))
         removed = await self._servo_actions(name, "destroy", keep_volume=keep_volumes)
         if not keep_volumes:
             await self.prune_volumes(None, name, None)

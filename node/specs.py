@@ -1,7 +1,10 @@
-"""Replicating project specs: write here, tell every alive peer now (in the background), and
+"""Replicating project specs: write here, spread the entry on gossip's APP channel (every
+agent that learns something from it passes it on, with the membership retransmit bound), and
 every few seconds compare registry digests with a few random peers and pull from one that
-differs (anti-entropy), so an agent that missed a push converges within seconds. Merging is the
-registry's last-writer-wins on the hybrid logical clock.
+differs (anti-entropy), so an agent that missed a broadcast converges within seconds. Merging
+is the registry's last-writer-wins on the hybrid logical clock. An entry too large for a gossip
+packet (a spec with a very large env) travels by HTTP rumour instead: a few random peers, each
+passing on what is news to it.
 
 The digest is asked for, not carried in gossip metadata: a spec write would otherwise change
 every agent's metadata at once and set off a broadcast from each of them (N^2 packets per
@@ -16,6 +19,7 @@ from typing import Any
 
 import trio
 
+from gossip.wire import encoded_size
 from node.cluster import Peer
 from node.hlc import HybridClock
 from node.logfmt import get_logger
@@ -30,6 +34,9 @@ ANTI_ENTROPY_PEERS = 2  # peers whose digest each round compares with this agent
 PUSH_BACKLOG = 1000  # writes waiting to be pushed; beyond, anti-entropy carries them
 PUSH_FANOUT = 4
 PUSH_BATCH_S = 0.5  # writes made within this long travel together (one request, one fsync)
+# An APP broadcast shares a packet with a probe and other news: at most this much of the
+# 1,400-byte budget for one spec entry.
+BROADCAST_MAX_BYTES = 1000
 
 
 class SpecReplicator:
@@ -41,8 +48,10 @@ class SpecReplicator:
         client: PeerClient,
         peers: Callable[[], list[Peer]],
         on_merged: Callable[[], None] = lambda: None,
+        broadcast: Callable[[str, Any], None] | None = None,
     ) -> None:
         self.me = me
+        self._broadcast = broadcast
         self.registry = registry
         self.hlc = hlc
         self.client = client
@@ -66,8 +75,13 @@ class SpecReplicator:
                 nursery.start_soon(self._push_quietly, peer, body)
 
     def push_soon(self, entry: Entry, but: str = "") -> None:
-        """Push a write in the background: the request that made it does not wait for any
+        """Spread a write in the background: the request that made it does not wait for any
         peer (a deploy through one agent must not cost more in a larger cluster)."""
+        if self._broadcast is not None:
+            payload = ["s", entry.to_wire()]
+            if encoded_size(payload) <= BROADCAST_MAX_BYTES:
+                self._broadcast(f"s:{entry.name}", payload)
+                return
         try:
             self._push_send.send_nowait((entry, but))
         except trio.WouldBlock:
@@ -90,6 +104,10 @@ class SpecReplicator:
             await self.client.push_specs(peer.name, peer.api, body)
         except PeerError as exc:
             log.debug("specs.push_failed", peer=peer.name, detail=exc.detail)
+
+    def merge_broadcast(self, raw: Any) -> bool:
+        """An entry from the APP channel: True when it was news (gossip then passes it on)."""
+        return isinstance(raw, dict) and self.merge([raw]) > 0
 
     def merge(self, raw: list[dict[str, Any]], sender: str = "") -> int:
         entries = []
