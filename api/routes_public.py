@@ -6,7 +6,6 @@ middleware, in front of every route.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Header, Query, Request
@@ -16,6 +15,8 @@ from api.errors import ApiError
 from api.models import ProjectSpecIn, PruneIn, RollbackIn, ScaleIn, check_project_name
 from node.context import AgentContext
 from node.executor import Outcome
+from node.idempotency import MAX_KEY_CHARS, IdempotencyStore, KeyInFlight, KeyReused
+from node.membership import wall_ms
 from node.peers import PeerError
 from node.project_service import NotFound
 from node.projects import Project
@@ -39,22 +40,31 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
         except NotFound as exc:
             raise ApiError(404, "not_found", str(exc)) from None
 
-    async def idempotent(request: Request, key: str | None, work: Any) -> Response:
-        """Replay the stored answer of an operation already done under this key."""
-        if key:
-            if len(key) > 200:
-                raise ApiError(422, "invalid_request", "Idempotency-Key is over 200 characters")
-            scoped = f"{request.method} {request.url.path} {key}"
-            stored = ctx.registry.recall(scoped)
-            if stored is not None:
-                status, body = stored
-                return JSONResponse(
-                    json.loads(body), status_code=status, headers={"Idempotent-Replay": "true"}
-                )
-        status, result = await work()
-        if key:
-            ctx.registry.remember(scoped, status, json.dumps(result))
-        return JSONResponse(result, status_code=status)
+    keys = IdempotencyStore(ctx.config.data_dir / "idempotency.db")
+
+    async def idempotent(request: Request, key: str | None, body: Any, work: Any) -> Response:
+        """Run `work` once per Idempotency-Key (node.idempotency): a retry replays the first
+        answer, a concurrent one waits for it, a different body with a used key is a 422."""
+        if not key:
+            status, result = await work()
+            return JSONResponse(result, status_code=status)
+        if len(key) > MAX_KEY_CHARS or not key.isprintable():
+            raise ApiError(
+                422, "invalid_request", f"Idempotency-Key must be 1-{MAX_KEY_CHARS} printable chars"
+            )
+        scoped = f"{request.method} {request.url.path} {key}"
+        try:
+            status, result, replayed = await keys.once(scoped, body, wall_ms, work)
+        except KeyReused:
+            raise ApiError(
+                422, "idempotency_key_reused", "this Idempotency-Key was used with another body"
+            ) from None
+        except KeyInFlight:
+            raise ApiError(
+                409, "idempotency_key_in_flight", "a request with this Idempotency-Key is running"
+            ) from None
+        headers = {"Idempotent-Replay": "true"} if replayed else {}
+        return JSONResponse(result, status_code=status, headers=headers)
 
     def deployed(project: Project, outcome: Outcome) -> tuple[int, dict[str, Any]]:
         ctx.metrics.deploys.labels("complete" if outcome.missing == 0 else "partial").inc()
@@ -127,7 +137,7 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
         async def work() -> tuple[int, dict[str, Any]]:
             return deployed(*await service.deploy(project))
 
-        return await idempotent(request, idempotency_key, work)
+        return await idempotent(request, idempotency_key, spec.model_dump(), work)
 
     @router.post("/projects/{name}/scale", dependencies=mutating)
     async def scale(
@@ -141,7 +151,7 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
         async def work() -> tuple[int, dict[str, Any]]:
             return deployed(*await service.scale(name, body.replicas))
 
-        return await idempotent(request, idempotency_key, work)
+        return await idempotent(request, idempotency_key, body.model_dump(), work)
 
     @router.post("/projects/{name}/stop", dependencies=mutating)
     async def stop(
@@ -152,7 +162,7 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
         async def work() -> tuple[int, dict[str, Any]]:
             return 200, service.view(await service.stop(name))
 
-        return await idempotent(request, idempotency_key, work)
+        return await idempotent(request, idempotency_key, None, work)
 
     @router.post("/projects/{name}/start", dependencies=mutating)
     async def start(
@@ -163,7 +173,7 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
         async def work() -> tuple[int, dict[str, Any]]:
             return deployed(*await service.start(name))
 
-        return await idempotent(request, idempotency_key, work)
+        return await idempotent(request, idempotency_key, None, work)
 
     @router.delete("/projects/{name}", dependencies=mutating)
     async def destroy(name: str, keep_volumes: bool = False) -> dict[str, Any]:

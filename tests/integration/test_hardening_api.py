@@ -203,3 +203,38 @@ async def test_one_bad_project_never_stops_planning_for_the_others(
         lambda: any(r["project"] == "zzz" for r in agent.host.servo_records()),
         timeout_s=10,
     )
+
+
+async def test_idempotency_key_over_http(
+    agent: AgentContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deploys = 0
+    real = agent.projects.deploy
+
+    async def slow_deploy(project: Any) -> Any:
+        nonlocal deploys
+        deploys += 1
+        await trio.sleep(0.5)
+        return await real(project)
+
+    monkeypatch.setattr(agent.projects, "deploy", slow_deploy)
+    answers: list[httpx.Response] = []
+    async with client(agent) as c:
+
+        async def put() -> None:
+            headers = {"Idempotency-Key": "deploy-1"}
+            answers.append(await c.put("/v1/projects/web", json=SPEC, headers=headers))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(put)
+            nursery.start_soon(put)
+        assert deploys == 1
+        assert [a.status_code for a in answers] == [200, 200]
+        assert sorted(a.headers.get("Idempotent-Replay", "") for a in answers) == ["", "true"]
+        r = await c.put(
+            "/v1/projects/web",
+            json={**SPEC, "replicas": 2},
+            headers={"Idempotency-Key": "deploy-1"},
+        )
+        assert (r.status_code, r.json()["error"]) == (422, "idempotency_key_reused")
+        assert deploys == 1
