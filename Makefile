@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 IMAGE ?= shoal-servo:latest
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: all venv image run test lint fmt bench clean
+.PHONY: all venv image browser run test lint fmt bench clean
 
 all: test
 
@@ -34,7 +34,13 @@ image:
 run: $(STAMP) image
 	$(BIN)/python -m api.demo
 
-test: $(STAMP) image
+# The cluster page's browser test drives Debian's chromium (Playwright never downloads one here).
+browser:
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium from apt"; \
+	  (apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)) >/dev/null; }
+
+test: $(STAMP) image browser
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
