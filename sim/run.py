@@ -23,6 +23,7 @@ from placement.converge import converge
 from sim.engine import fewer_collections
 from sim.fleet import Fleet, make_specs
 from sim.gossip_net import GossipNet
+from sim.layout import FleetLayout, HostSpec, region_capacity
 from sim.network import LinkProfile
 
 SCENARIOS = (
@@ -89,13 +90,21 @@ def _summary(values: list[float]) -> dict[str, float | None]:
 
 
 def simulate(
-    args: SimArgs, progress: Callable[[float, float], None] | None = None
+    args: SimArgs,
+    progress: Callable[[float, float], None] | None = None,
+    layout: FleetLayout | None = None,
 ) -> dict[str, Any]:
+    """`layout`: a given fleet (hosts, specs, which region/zone fails) instead of the one
+    generated from `args` (`shoal sim --from-cluster`: `sim.from_cluster`)."""
     with fewer_collections():
-        return _simulate(args, progress)
+        return _simulate(args, progress, layout)
 
 
-def _simulate(args: SimArgs, progress: Callable[[float, float], None] | None) -> dict[str, Any]:
+def _simulate(
+    args: SimArgs,
+    progress: Callable[[float, float], None] | None,
+    layout: FleetLayout | None = None,
+) -> dict[str, Any]:
     rng = random.Random(args.seed)
     crunch = args.scenario == "capacity-crunch"
     memory = args.memory_mb
@@ -106,15 +115,20 @@ def _simulate(args: SimArgs, progress: Callable[[float, float], None] | None) ->
     net = GossipNet(seed=rng.randrange(2**32), config=GossipConfig(), loss=args.loss)
     net.network.cross_region = LinkProfile(args.cross_region_ms / 1000, args.cross_region_ms / 4000)
     specs = make_specs(args.projects, args.replicas, args.servo_memory_mb, 100, "region", rng)
+    # --- a given fleet (sim.layout) replaces the generated one: the hook ends below -------------
+    hosts = layout.hosts if layout is not None else _generated_hosts(args, memory)
+    if layout is not None:
+        specs = list(layout.specs)
+    target_region = layout.target_region if layout is not None else "r0"
+    target_zone = layout.target_zone if layout is not None else "r0-z0"
+    # ---------------------------------------------------------------------------------------------
     fleet = Fleet(net, specs)
     names = []
-    for i in range(args.agents):
-        region = f"r{i % args.regions}"
-        zone = f"{region}-z{(i // args.regions) % args.zones}"
-        name = f"a{i:05d}"
-        names.append(name)
-        fleet.add_host(name, region, zone, memory, 64_000)
+    for h in hosts:
+        names.append(h.name)
+        fleet.add_host(h.name, h.region, h.zone, h.memory_mb, h.millicpus)
     unplaced = fleet.deploy_all()
+    capacity_before = region_capacity(fleet.hosts.values())
     net.preload_converged()  # a fleet that has been up a while: no join storm to pay for
 
     failed: dict[str, float] = {}
@@ -162,11 +176,11 @@ def _simulate(args: SimArgs, progress: Callable[[float, float], None] | None) ->
     def later(fn: Callable[[str], None], name: str) -> Callable[[], None]:
         return lambda: fn(name)
 
-    region0 = [n for n in names if fleet.hosts[n].region == "r0"]
+    region0 = [n for n in names if fleet.hosts[n].region == target_region]
     if args.scenario in ("region-outage", "capacity-crunch"):
         net.engine.at(fail_t, crash_all(region0))
     elif args.scenario == "zone-outage":
-        net.engine.at(fail_t, crash_all([n for n in names if fleet.hosts[n].zone == "r0-z0"]))
+        net.engine.at(fail_t, crash_all([n for n in names if fleet.hosts[n].zone == target_zone]))
     elif args.scenario == "region-partition":
         cut = region0
 
@@ -286,6 +300,11 @@ def _simulate(args: SimArgs, progress: Callable[[float, float], None] | None) ->
             "detected": len(failed) - undetected,
             "first_suspect_s": _summary(list(first_suspect.values())),
             "dead_everywhere_s": _summary(everywhere),
+            # per failed agent, for the report's distribution (sim.report)
+            "samples": {
+                "first_suspect_s": sorted(first_suspect.values()),
+                "dead_everywhere_s": sorted(everywhere),
+            },
             "false_dead": len(false_dead),
             "false_suspect": false_suspect,
         },
@@ -306,4 +325,20 @@ def _simulate(args: SimArgs, progress: Callable[[float, float], None] | None) ->
             "kbit_per_agent_s": sent_bytes * 8 / 1000 / args.agents / duration,
         },
         "series": {"projects": series_projects, "members": series_members},
+        "fail_at_s": float(args.fail_at_s),
+        "target": {"region": target_region, "zone": target_zone},
+        "capacity": {
+            "before": capacity_before,
+            "after": region_capacity(fleet.hosts.values(), fleet.up),
+        },
     }
+
+
+def _generated_hosts(args: SimArgs, memory_mb: int) -> list[HostSpec]:
+    """The synthetic fleet: agents dealt round-robin over regions, then zones."""
+    hosts = []
+    for i in range(args.agents):
+        region = f"r{i % args.regions}"
+        zone = f"{region}-z{(i // args.regions) % args.zones}"
+        hosts.append(HostSpec(f"a{i:05d}", region, zone, memory_mb, 64_000))
+    return hosts
