@@ -11,10 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from node.health import HealthCheck, check_ports
 from node.projects import Project, health_fields
+from node.secret_box import SecretBox
 from node.spec_rules import (
     MAX_ENV,
     MAX_PORTS,
     MAX_REPLICAS,
+    MAX_SECRETS,
     SpecError,
     check_command,
     check_env,
@@ -80,6 +82,9 @@ class ProjectSpecIn(BaseModel):
     command: list[str] | None = Field(default=None, max_length=64)
     health: HealthIn | None = None
     update: UpdateIn | None = None
+    # write-only: given here, sealed with the cluster key at once, shown as names ever after.
+    # Omitted: the project keeps the secrets it has; {}: it has none.
+    secrets: dict[str, str] | None = Field(default=None, max_length=MAX_SECRETS)
 
     @model_validator(mode="after")
     def _health_port(self) -> ProjectSpecIn:
@@ -129,6 +134,22 @@ class ProjectSpecIn(BaseModel):
             raise ValueError(str(exc)) from None
         return value
 
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        try:
+            check_env(value or {}, "secrets", MAX_SECRETS)
+        except SpecError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _secret_names_apart(self) -> ProjectSpecIn:
+        both = sorted(set(self.env) & set(self.secrets or {}))
+        if both:
+            raise ValueError(f"secrets and env both name {', '.join(both)}")
+        return self
+
     @field_validator("image")
     @classmethod
     def _image(cls, value: str) -> str:
@@ -146,7 +167,24 @@ class ProjectSpecIn(BaseModel):
             raise ValueError(str(exc)) from None
         return value
 
-    def to_project(self, name: str, stopped: bool = False) -> Project:
+    def to_project(
+        self,
+        name: str,
+        stopped: bool = False,
+        box: SecretBox | None = None,
+        prior: Project | None = None,
+    ) -> Project:
+        """The project this spec asks for; its secrets sealed with `box` (or, when the spec
+        names none, `prior`'s kept as they are)."""
+        if self.secrets is not None and box is not None:
+            names = tuple(sorted(self.secrets))
+            sealed, digest = box.seal(name, self.secrets), box.digest(self.secrets)
+        elif self.secrets and box is None:
+            raise ValueError("secrets need a cluster key to be sealed with")
+        elif prior is not None and self.secrets is None:
+            names, sealed, digest = prior.secret_names, prior.secrets_box, prior.secrets_digest
+        else:
+            names, sealed, digest = (), "", ""
         return Project(
             name=name,
             image=self.image,
@@ -161,6 +199,9 @@ class ProjectSpecIn(BaseModel):
             stopped=stopped,
             health=health_fields(self.health.model_dump() if self.health else None),
             update=UpdatePolicy(**self.update.model_dump()) if self.update else UpdatePolicy(),
+            secret_names=names,
+            secrets_box=sealed,
+            secrets_digest=digest,
         )
 
 

@@ -20,6 +20,7 @@ from node.membership import wall_ms
 from node.peers import PeerError
 from node.project_service import NotFound
 from node.projects import Project
+from node.secret_box import SecretBox
 
 
 def _name(name: str) -> str:
@@ -124,7 +125,10 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
         request: Request,
         idempotency_key: Annotated[str | None, Header()] = None,
     ) -> Response:
-        project = spec.to_project(_name(name))
+        known = ctx.registry.get(_name(name))
+        project = spec.to_project(
+            name, box=SecretBox(ctx.keys), prior=known.project if known is not None else None
+        )
         largest = max((p.memory_total_mb for p in ctx.peers() if p.reachable), default=0)
         if largest and project.memory_mb > largest:
             raise ApiError(

@@ -34,11 +34,13 @@ from node.store import HostStore
 log = get_logger("node.agent")
 
 
-def make_runtime(config: AgentConfig) -> Runtime:
+def make_runtime(config: AgentConfig, keys: list[bytes] | None = None) -> Runtime:
+    """The servos' runtime; `keys` open the projects' sealed secrets (node.secret_box)."""
     if config.runtime == "docker":
         from node.runtime_docker import DockerRuntime
+        from node.secret_box import SecretBox
 
-        return DockerRuntime()
+        return DockerRuntime(secret_box=SecretBox(keys) if keys else None)
     from node.runtime_fake import FakeRuntime
 
     return FakeRuntime()
@@ -66,7 +68,7 @@ async def run_agent(
     keys, ephemeral = load_keys(config.cluster_key_file)
     capacity = host_capacity(config.memory_mb, config.millicpus)
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    runtime = make_runtime(config)
+    runtime = make_runtime(config, keys)
     host = HostService(
         config.name,
         runtime,

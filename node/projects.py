@@ -58,6 +58,7 @@ MAX_CLOCK_DRIFT_MS = 60_000  # a peer's entry further ahead of our clock is refu
 
 
 HISTORY_KEEP = 10
+SEALED_KEY = "sealed_secrets"  # in the registry's form only: {"box", "digest"}
 HEALTH_DEFAULTS: dict[str, Any] = {
     "type": "none",
     "port": 0,
@@ -108,12 +109,16 @@ class HistoryEntry:
     change: str
     spec: str  # the generation's spec as canonical JSON (hashable, exact)
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self, sealed: bool = False) -> dict[str, Any]:
+        """`sealed`: with the secrets' box (between agents); without it for every route."""
+        spec = json.loads(self.spec)
+        if not sealed:
+            spec.pop(SEALED_KEY, None)
         return {
             "generation": self.generation,
             "at_ms": self.at_ms,
             "change": self.change,
-            "spec": json.loads(self.spec),
+            "spec": spec,
         }
 
     @classmethod
@@ -177,6 +182,12 @@ class Project:
     stopped: bool = False
     health: tuple[tuple[str, Any], ...] = ()  # the check's fields; () for none
     update: UpdatePolicy = attrs.field(factory=UpdatePolicy)
+    # Write-only secrets (node.secret_box): their names (all that anyone is ever shown), the
+    # sealed box (all that is ever stored or sent), and a keyed digest of the values (a change
+    # of a value is a new generation, like a change of env).
+    secret_names: tuple[str, ...] = ()
+    secrets_box: str = ""
+    secrets_digest: str = ""
     # Bumped by every change that servos must be rebuilt for (image, env, command, resources,
     # ports, health check); a change of replicas, spread or stopped alone is not a new
     # generation. Numbers are never reused: a rollback goes back to an older number, and the
@@ -195,6 +206,7 @@ class Project:
             self.millicpus,
             self.ports,
             self.health,
+            self.secrets_digest,
         )
 
     def spec_wire(self) -> dict[str, Any]:
@@ -211,10 +223,18 @@ class Project:
             "command": list(self.command) if self.command is not None else None,
             "health": dict(self.health) if self.health else {"type": "none"},
             "update": _update_wire(self.update),
+            "secrets": list(self.secret_names),  # names only: values are write-only
         }
 
+    def sealed_wire(self) -> dict[str, Any]:
+        """`spec_wire` and the secrets' box: what agents store and send, never a route."""
+        if not self.secrets_box:
+            return self.spec_wire()
+        box = {"box": self.secrets_box, "digest": self.secrets_digest}
+        return {**self.spec_wire(), SEALED_KEY: box}
+
     def change_from(self, prior: Project) -> str:
-        names = ("image", "env", "command", "memory", "cpus", "ports", "health")
+        names = ("image", "env", "command", "memory", "cpus", "ports", "health", "secrets")
         changed = [
             n
             for n, a, b in zip(names, prior.servo_fields(), self.servo_fields(), strict=True)
@@ -250,7 +270,7 @@ class Project:
         return attrs.evolve(project, history=(*prior.history, entry)[-HISTORY_KEEP:])
 
     def _spec_json(self) -> str:
-        return json.dumps(self.spec_wire(), sort_keys=True)
+        return json.dumps(self.sealed_wire(), sort_keys=True)  # a rollback restores secrets
 
     def with_rollout(self, state: str, reason: str = "") -> Project:
         assert self.rollout is not None
@@ -300,18 +320,21 @@ class Project:
         )
 
     def to_wire(self) -> dict[str, Any]:
+        """The registry's form (stored, pushed, pulled): secrets sealed, never in clear."""
         return {
-            **self.spec_wire(),
+            **self.sealed_wire(),
             "stopped": self.stopped,
             "generation": self.generation,
             "last_good": self.last_good,
             "rollout": self.rollout.to_wire() if self.rollout else None,
-            "history": [h.to_wire() for h in self.history],
+            "history": [h.to_wire(sealed=True) for h in self.history],
         }
 
     @classmethod
     def from_wire(cls, name: str, raw: Mapping[str, Any]) -> Project:
         command = raw.get("command")
+        sealed = raw.get(SEALED_KEY) or {}
+        names = raw.get("secrets") or ()
         return cls(
             name=name,
             image=str(raw["image"]),
@@ -326,6 +349,9 @@ class Project:
             stopped=bool(raw.get("stopped", False)),
             health=_health_from_wire(raw.get("health")),
             update=_update_from_wire(raw.get("update")),
+            secret_names=tuple(sorted(str(n) for n in names)) if isinstance(names, list) else (),
+            secrets_box=str(sealed.get("box", "")),
+            secrets_digest=str(sealed.get("digest", "")),
             generation=int(raw.get("generation", 1)),
             last_good=int(raw.get("last_good", 0)),
             rollout=RolloutRecord.from_wire(raw.get("rollout")),

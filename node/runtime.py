@@ -81,6 +81,9 @@ class ServoSpec:
     slot: int = 0  # its replica slot; (project, generation, slot) names it
     # checked by the host that runs it (node/health.py); None: running once started
     health: HealthCheck | None = attrs.field(default=None, converter=_a_check)
+    # the project's secrets, sealed (node.secret_box): opened by the runtime only when it
+    # builds the container's environment; stored and sent as this box alone
+    secrets: str = ""
 
     def __attrs_post_init__(self) -> None:
         check_ports(self.health, self.ports)  # ValueError: the caller's mistake
@@ -88,7 +91,11 @@ class ServoSpec:
     def to_wire(self) -> dict[str, Any]:
         # "health" only when there is a check: a spec without one is on the wire (and in the
         # stores of older agents) exactly as before.
-        extra = {"health": self.health.to_wire()} if self.health is not None else {}
+        extra: dict[str, Any] = {}
+        if self.health is not None:
+            extra["health"] = self.health.to_wire()
+        if self.secrets:
+            extra["secrets"] = self.secrets
         return {
             "servo_id": self.servo_id,
             "project": self.project,
@@ -122,6 +129,7 @@ class ServoSpec:
             generation=int(raw.get("generation", 1)),
             slot=int(raw.get("slot", 0)),
             health=HealthCheck.from_wire(raw.get("health")),
+            secrets=str(raw.get("secrets") or ""),
         )
 
 

@@ -37,6 +37,7 @@ from node.runtime import (
     ServoFailed,
     ServoSpec,
 )
+from node.secret_box import SecretBox, SecretError
 
 log = get_logger("node.runtime_docker")
 
@@ -80,6 +81,9 @@ class DockerRuntime:
     timeout_s: float = ENGINE_TIMEOUT_S
     extra_labels: Mapping[str, str] = attrs.field(factory=dict)
     fake: bool = False
+    # opens the servos' sealed secrets (node.secret_box) as their containers are made; None:
+    # an agent with no key ring (tests that make no secrets)
+    secret_box: SecretBox | None = None
     _client: Any = None
     _sizes: tuple[float, dict[str, int | None]] | None = None  # (taken at, sizes) cache
 
@@ -207,7 +211,12 @@ class DockerRuntime:
     ) -> None:
         from docker.types import LogConfig
 
-        env = {**dict(spec.env), "SHOAL_PROJECT": spec.project, "SHOAL_SERVO": spec.servo_id}
+        env = {
+            **dict(spec.env),
+            **self._secrets(spec),
+            "SHOAL_PROJECT": spec.project,
+            "SHOAL_SERVO": spec.servo_id,
+        }
 
         def create_and_start() -> None:
             api = self._api()
@@ -238,6 +247,17 @@ class DockerRuntime:
             api.start(created["Id"])
 
         await self._call("container run", create_and_start)
+
+    def _secrets(self, spec: ServoSpec) -> dict[str, str]:
+        """The servo's secrets in clear, for its container's environment only (never logged)."""
+        if not spec.secrets:
+            return {}
+        if self.secret_box is None:
+            raise ServoFailed("this agent has no cluster key to open secrets with", "secrets")
+        try:
+            return self.secret_box.open(spec.project, spec.secrets)
+        except SecretError as exc:
+            raise ServoFailed(str(exc), "secrets") from None
 
     async def status(self, name: str) -> ContainerStatus:
         def inspect() -> ContainerStatus:
@@ -278,9 +298,9 @@ class DockerRuntime:
 
         return await self._call("list", ls)
 
-    async def logs_tail(self, name: str, lines: int = 20) -> str:
+    async def logs_tail(self, name: str, lines: int = 20, timestamps: bool = False) -> str:
         def logs() -> str:
-            raw = self._api().logs(name, tail=max(1, min(lines, 1000)))
+            raw = self._api().logs(name, tail=max(1, min(lines, 1000)), timestamps=timestamps)
             return raw.decode(errors="replace").strip() if isinstance(raw, bytes) else str(raw)
 
         try:

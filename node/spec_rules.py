@@ -42,6 +42,7 @@ MAX_PORTS = 16
 MAX_ENV = 128
 MAX_ENV_VALUE_CHARS = 32 * 1024
 MAX_SECRETS = 64
+MAX_SEALED_CHARS = 4 * (MAX_SECRETS * MAX_ENV_VALUE_CHARS) // 3 + 4096
 MAX_COMMAND_ARGS = 64
 MAX_ARG_CHARS = 4096
 MAX_GENERATION = 2**31
@@ -90,6 +91,16 @@ def check_env(env: Mapping[str, str], what: str = "env", max_items: int = MAX_EN
     for key, value in env.items():
         check_env_name(key, what)
         check_text(value, f"{what} {key}", MAX_ENV_VALUE_CHARS)
+
+
+def check_secret_names(names: Iterable[Any]) -> None:
+    """A stored spec lists secret names only: a value (a dict, say) would be a secret in clear
+    on its way between agents."""
+    seen = list(names)
+    if len(seen) > MAX_SECRETS:
+        raise SpecError(f"secrets has over {MAX_SECRETS} entries")
+    for name in seen:
+        check_env_name(name, "secrets")
 
 
 def check_command(command: Iterable[str] | None) -> None:
@@ -145,6 +156,15 @@ def check_spec_wire(name: str, raw: Mapping[str, Any]) -> None:
     check_int(raw.get("max_per_host", 1), "max_per_host", 1, MAX_REPLICAS)  # type: ignore[arg-type]
     if raw.get("spread", "region") not in ("region", "zone", "host"):
         raise SpecError("spread must be region, zone or host")
+    check_secret_names(_list(raw.get("secrets", []), "secrets"))
+    sealed = raw.get("sealed_secrets")
+    if sealed is not None and (
+        not isinstance(sealed, Mapping)
+        or not isinstance(sealed.get("box"), str)
+        or len(sealed["box"]) > MAX_SEALED_CHARS
+        or not isinstance(sealed.get("digest", ""), str)
+    ):
+        raise SpecError("sealed_secrets must be {box, digest} strings")
     check_int(raw.get("generation", 1), "generation", 1, MAX_GENERATION)  # type: ignore[arg-type]
     check_int(raw.get("last_good", 0), "last_good", 0, MAX_GENERATION)  # type: ignore[arg-type]
 

@@ -15,7 +15,8 @@ import trio
 import api.errors
 import api.server
 from node.context import AgentContext
-from tests.integration.inproc import InProcCluster, make_key, wait_for
+from node.secret_box import SecretBox
+from tests.integration.inproc import InProcCluster, all_see_alive, make_key, wait_for
 
 TOKEN = "write-token-1"
 READ = "read-token-1"
@@ -238,3 +239,45 @@ async def test_idempotency_key_over_http(
         )
         assert (r.status_code, r.json()["error"]) == (422, "idempotency_key_reused")
         assert deploys == 1
+
+
+async def test_secrets_are_never_shown_stored_or_sent_in_clear(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    value = "s3cr3t-" + tmp_path.name  # unique: found anywhere means leaked
+    async with trio.open_nursery() as nursery:
+        cluster = InProcCluster(nursery, tmp_path, make_key(tmp_path))
+        a = await cluster.add("h1", api_token=TOKEN)
+        b = await cluster.add("h2", api_token=TOKEN, join=["h1"])
+        await all_see_alive(cluster, 2)
+        spec = {**SPEC, "replicas": 2, "max_per_host": 1, "secrets": {"DB_PASSWORD": value}}
+        async with client(a) as ca, client(b) as cb:
+            r = await ca.put("/v1/projects/web", json=spec)
+            assert r.status_code == 200, r.text
+            await wait_for("b has the spec", lambda: b.registry.get("web") is not None)
+            answers = [
+                r,
+                await cb.get("/v1/projects/web"),
+                await cb.get("/v1/projects"),
+                await cb.get("/v1/projects/web/history"),
+                await ca.get("/v1/projects/web/history"),
+            ]
+            for answer in answers:
+                assert answer.status_code == 200
+                assert value not in answer.text
+            assert (await cb.get("/v1/projects/web")).json()["spec"]["secrets"] == ["DB_PASSWORD"]
+            # the servo on each host got the box, and only the box
+            for ctx in (a, b):
+                (record,) = [s for s in ctx.host.list_servos() if s.project == "web"]
+                assert record.spec.secrets and value not in record.spec.secrets
+                opened = SecretBox(ctx.keys).open("web", record.spec.secrets)
+                assert opened == {"DB_PASSWORD": value}
+        nursery.cancel_scope.cancel()
+    # at rest: no file of either agent holds the value (registry, host store, WAL, journal)
+    assert _files_holding(tmp_path, value.encode()) == []
+    assert all(value not in r.getMessage() + str(r.__dict__) for r in caplog.records)
+
+
+def _files_holding(root: Path, needle: bytes) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
