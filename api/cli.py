@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from api.auth import TokenFileError, add_token_arguments, token_settings
+from api.commands_stream import add_stream_commands
 from node.config import (
     DEFAULT_API_PORT,
     DEFAULT_GOSSIP_PORT,
@@ -179,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="prune: only volumes kept longer than this (e.g. 12h, 7d)",
     )
+    add_stream_commands(sub, client)  # logs, events
     sm = sub.add_parser("sim", help="run the region-outage simulator")
     sm.add_argument("args", nargs=argparse.REMAINDER)
     return parser

@@ -5,13 +5,21 @@ Transport and HTTP failures become one `ClientError` with a one-line message fit
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 
 DEFAULT_API = "http://127.0.0.1:7070"
+STREAM_READ_TIMEOUT_S = 60.0  # a follow with nothing new for this long is reopened
+
+
+class StreamEnded(Exception):
+    """A followed stream closed or broke (the agent restarted, a proxy or server timeout cut it):
+    the caller reopens it from where it was."""
 
 
 class ClientError(Exception):
@@ -57,12 +65,21 @@ class ShoalClient:
         except ValueError:
             body = resp.text
         if resp.status_code >= 400:
-            if isinstance(body, dict) and "error" in body:
-                msg = f"{body['error']}: {body.get('detail', '')}"
-            else:
-                msg = f"HTTP {resp.status_code}: {str(body)[:200]}"
-            raise ClientError(msg, resp.status_code, body)
+            self._raise_for(resp, body)
         return body
+
+    def _raise_for(self, resp: httpx.Response, body: Any = None) -> None:
+        """A 4xx/5xx answer as one readable `ClientError`."""
+        if body is None:
+            try:
+                body = resp.json()
+            except ValueError:
+                body = resp.text
+        if isinstance(body, dict) and "error" in body:
+            msg = f"{body['error']}: {body.get('detail', '')}"
+        else:
+            msg = f"HTTP {resp.status_code}: {str(body)[:200]}"
+        raise ClientError(msg, resp.status_code, body)
 
     def health(self) -> Any:
         return self.request("GET", "/v1/health")
@@ -122,3 +139,43 @@ class ShoalClient:
     ) -> Any:
         body = {"node": node, "project": project, "older_than_s": older_than_s}
         return self.request("POST", "/v1/volumes/prune", json=body)
+
+    def events(self, since: int | None = None, limit: int = 200) -> Any:
+        params: dict[str, Any] = {"limit": limit}
+        if since is not None:
+            params["since"] = since
+        return self.request("GET", f"/v1/events?{urlencode(params)}")
+
+    def stream(self, path: str, params: dict[str, Any]) -> Iterator[str]:
+        """The lines of a streamed GET as they come. A refusal is a `ClientError` (as for any
+        request); the stream closing or breaking after it started is `StreamEnded`."""
+        query = urlencode({k: v for k, v in params.items() if v is not None})
+        timeout = httpx.Timeout(10.0, read=STREAM_READ_TIMEOUT_S)
+        try:
+            with self._http.stream("GET", f"{path}?{query}", timeout=timeout) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    self._raise_for(resp)
+                yield from resp.iter_lines()
+        except httpx.ConnectError:
+            raise ClientError(
+                f"cannot connect to a Shoal agent at {self.api} (set --api or SHOAL_API)"
+            ) from None
+        except httpx.HTTPError as exc:  # read timeout, connection reset, incomplete chunk
+            raise StreamEnded(str(exc)) from None
+        raise StreamEnded("the agent closed the stream")
+
+    def follow_events(self, since: int | None = None) -> Iterator[dict[str, Any]]:
+        """Events from the SSE stream (`GET /v1/events/stream`) until it ends."""
+        for line in self.stream("/v1/events/stream", {"since": since}):
+            if line.startswith("data: "):
+                yield json.loads(line[6:])
+
+    def follow_logs(
+        self, name: str, servo: str | None, tail: int, since: str | None
+    ) -> Iterator[dict[str, Any]]:
+        """Log lines of a project's servos (`GET /v1/projects/{name}/logs/stream`)."""
+        params = {"servo": servo, "tail": tail, "since": since}
+        for line in self.stream(f"/v1/projects/{name}/logs/stream", params):
+            if line.strip():
+                yield json.loads(line)

@@ -14,6 +14,7 @@ from rich.console import Console, RenderableType
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from api.client import ClientError, ShoalClient
+from api.commands_stream import STREAM_COMMANDS
 from api.render import (
     history_table,
     members_table,
@@ -172,6 +173,8 @@ def run_client_command(args: argparse.Namespace) -> int:
     render: Callable[[Any], RenderableType] | None
     try:
         with ShoalClient(args.api, args.token) as client:
+            if cmd in STREAM_COMMANDS:
+                return STREAM_COMMANDS[cmd](client, args)
             if cmd == "deploy":
                 return _deploy(client, args, console)
             if cmd == "status":

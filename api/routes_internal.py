@@ -202,12 +202,13 @@ def install_internal_routes(app: FastAPI, ctx: AgentContext) -> None:
         return {"merged": ctx.specs.merge(entries, sender=sender)}
 
     @router.get("/servos/{servo_id}/logs/{tail}")
-    async def servo_logs(servo_id: str, tail: int) -> dict[str, Any]:
+    async def servo_logs(servo_id: str, tail: int, timestamps: bool = False) -> dict[str, Any]:
         if ctx.host.get(servo_id) is None:
             raise ApiError(404, "not_found", f"no servo {servo_id} on {ctx.name}")
+        lines = max(1, min(tail, 10_000))
         return {
             "servo": servo_id,
-            "logs": await ctx.host.logs_tail(servo_id, max(1, min(tail, 10_000))),
+            "logs": await ctx.host.logs_tail(servo_id, lines, timestamps=timestamps),
         }
 
     @router.get("/volumes")

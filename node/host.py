@@ -215,11 +215,12 @@ class HostService:
     def list_servos(self) -> list[ServoRecord]:
         return [r for _, r in sorted(self._records.items())]
 
-    async def logs_tail(self, servo_id: str, lines: int = 20) -> str:
+    async def logs_tail(self, servo_id: str, lines: int = 20, timestamps: bool = False) -> str:
         """The last lines its container logged (e.g. to show why a servo failed)."""
         self._known(servo_id)
         lines = max(1, min(lines, LOGS_TAIL_MAX_LINES))
-        return await self.runtime.logs_tail(container_name(self.node, servo_id), lines)
+        name = container_name(self.node, servo_id)
+        return await self.runtime.logs_tail(name, lines, timestamps=timestamps)
 
     # --- bookkeeping ------------------------------------------------------------------------
     def _hook(self, fn: Callable[..., None], *args: str) -> None:

@@ -182,10 +182,12 @@ class PeerClient:
         data = await self._call(node, api, "POST", "/internal/volumes/prune", body, 60.0)
         return list(data.get("pruned", [])) if isinstance(data, dict) else []
 
-    async def logs(self, node: str, api: str, servo_id: str, tail: int) -> str:
-        data = await self._call(
-            node, api, "GET", f"/internal/servos/{servo_id}/logs/{tail}", None, 10.0
-        )
+    async def logs(
+        self, node: str, api: str, servo_id: str, tail: int, timestamps: bool = False
+    ) -> str:
+        query = "?timestamps=true" if timestamps else ""
+        path = f"/internal/servos/{servo_id}/logs/{tail}{query}"
+        data = await self._call(node, api, "GET", path, None, 10.0)
         return str(data.get("logs", "")) if isinstance(data, dict) else ""
 
     async def undrain(self, node: str, api: str) -> dict[str, Any]:

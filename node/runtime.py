@@ -298,7 +298,10 @@ class Runtime(Protocol):
         """Names of containers labelled as this node's."""
         ...
 
-    async def logs_tail(self, name: str, lines: int = 20) -> str: ...
+    async def logs_tail(self, name: str, lines: int = 20, timestamps: bool = False) -> str:
+        """Its last `lines` lines; with `timestamps` each starts with its RFC 3339 time and a
+        space, Docker's format (`shoal logs --follow` resumes from the last time it printed)."""
+        ...
 
     async def probe(self, check: HealthCheck, host: str, port: int) -> bool:
         """Run one health check against a servo's port published at `host:port`.

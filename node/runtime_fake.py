@@ -11,6 +11,7 @@ unreachable engine (`reachable = False`), a servo whose health checks fail (`unh
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 
@@ -29,6 +30,13 @@ from node.runtime import (
 MISSING_IMAGE_PREFIX = "missing/"
 CRASHING_COMMAND = ("false",)
 EVENT_BUFFER = 1024  # per subscriber; past it events are dropped (the reconciler catches up)
+FAKE_LOG_LINES = 1000  # kept per container, as Docker's bounded json-file log
+
+
+def rfc3339_now() -> str:
+    """Now as Docker stamps a log line (RFC 3339, nanoseconds, UTC)."""
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
 @attrs.define
@@ -40,6 +48,7 @@ class _Container:
     state: str = "running"
     exit_code: int | None = None
     oom_killed: bool = False
+    output: list[tuple[str, str]] = attrs.field(factory=list)  # (RFC 3339 time, line)
 
 
 @attrs.define
@@ -204,8 +213,18 @@ class FakeRuntime:
                 return c.state == "running" and name not in self.unhealthy
         return False
 
-    async def logs_tail(self, name: str, lines: int = 20) -> str:
+    def write_log(self, name: str, text: str) -> None:
+        """What a container would print (tests, demos): kept with the time, the last
+        `FAKE_LOG_LINES` lines of it."""
+        c = self.containers[name]
+        c.output.extend((rfc3339_now(), line) for line in text.splitlines())
+        del c.output[:-FAKE_LOG_LINES]
+
+    async def logs_tail(self, name: str, lines: int = 20, timestamps: bool = False) -> str:
         c = self.containers.get(name)
-        if c is None or c.exit_code is None:
+        if c is None:
             return ""
-        return f"fake: exited with status {c.exit_code}"
+        if not c.output:
+            return "" if c.exit_code is None else f"fake: exited with status {c.exit_code}"
+        kept = c.output[-max(1, lines) :]
+        return "\n".join(f"{at} {line}" if timestamps else line for at, line in kept)
