@@ -10,6 +10,7 @@ from api.errors import BodyLimitMiddleware, install_error_handlers
 from api.routes_events import install_event_routes
 from api.routes_ingress import install_ingress_routes
 from api.routes_internal import install_internal_routes
+from api.routes_join import install_join_routes
 from api.routes_logs import install_log_routes
 from api.routes_public import install_public_routes
 from api.routes_ui import install_ui_routes
@@ -26,6 +27,7 @@ def create_app(ctx: AgentContext) -> FastAPI:
     install_public_routes(app, ctx)
     install_internal_routes(app, ctx)
     install_ingress_routes(app, ctx)
+    install_join_routes(app, ctx)
     install_event_routes(app, ctx)
     install_log_routes(app, ctx)
     install_ui_routes(app)

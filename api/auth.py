@@ -78,7 +78,8 @@ class ApiPolicy:
     @classmethod
     def from_config(cls, config: AgentConfig) -> ApiPolicy:
         hosts = set(_LOOPBACK)
-        hosts.update(h.lower() for h in (config.bind, config.advertise_addr, config.name) if h)
+        own = (config.bind, config.api_bind_addr, config.advertise_addr, config.name)
+        hosts.update(h.lower() for h in own if h)
         if config.bind in _WILDCARD_BINDS:  # any address of this machine may be the one used
             hosts.update(_own_names())
         extra = {h.strip().lower() for h in config.api_allowed_hosts if h.strip()}
@@ -224,7 +225,7 @@ def exposed_without_token(config: AgentConfig) -> bool:
     can deploy, stop and destroy. `serve_api` says so loudly at start."""
     if config.api_token:
         return False
-    bind = config.bind.strip().lower()
+    bind = config.api_bind_addr.strip().lower()  # the public API's listener, not gossip's
     if bind == "localhost":
         return False
     try:

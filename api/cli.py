@@ -15,6 +15,7 @@ from api.auth import TokenFileError, add_token_arguments, token_settings
 from api.commands_stream import add_stream_commands
 from node.config import (
     DEFAULT_API_PORT,
+    DEFAULT_CLI_BIND,
     DEFAULT_GOSSIP_PORT,
     DEFAULT_INGRESS_DOMAIN,
     AgentConfig,
@@ -27,8 +28,25 @@ def _agent_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--name", help="node name (default: hostname)")
     p.add_argument("--region", default="default")
     p.add_argument("--zone", default="", help="default: REGION-1")
-    p.add_argument("--bind", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--advertise", default="", help="address peers use (default: --bind)")
+    p.add_argument(
+        "--bind",
+        default=DEFAULT_CLI_BIND,
+        help="address gossip listens on (default: %(default)s, every address)",
+    )
+    p.add_argument(
+        "--advertise",
+        default="",
+        metavar="ADDR",
+        help="address peers use to reach this agent (default: --bind; for 0.0.0.0 the address "
+        "that routes to the first --join peer, else the primary interface's)",
+    )
+    p.add_argument(
+        "--api-bind",
+        default="",
+        metavar="ADDR",
+        help="address the HTTP API listens on (default: --bind, or 127.0.0.1 when --bind is "
+        "0.0.0.0); peers' /internal/ calls are served on --advertise as well",
+    )
     p.add_argument("--gossip-port", type=int, default=DEFAULT_GOSSIP_PORT)
     p.add_argument("--api-port", type=int, default=DEFAULT_API_PORT)
     p.add_argument("--data-dir", type=Path, default=Path("./shoal-data"))
@@ -36,7 +54,18 @@ def _agent_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--memory", help="memory servos may use, e.g. 4G (default: detected)")
     p.add_argument("--cpus", help="CPUs servos may use, e.g. 1.5 (default: detected)")
     p.add_argument("--join", action="append", default=[], metavar="HOST:PORT")
-    p.add_argument("--cluster-key-file", type=Path)
+    p.add_argument(
+        "--cluster-key-file",
+        type=Path,
+        help="the cluster key ring (default: DATA_DIR/cluster.key, made on first start)",
+    )
+    p.add_argument(
+        "--join-token",
+        default=os.environ.get("SHOAL_JOIN_TOKEN", ""),
+        metavar="TOKEN",
+        help="join with a token from `shoal join-token` (seeds and cluster key; "
+        "also $SHOAL_JOIN_TOKEN)",
+    )
     add_token_arguments(p)  # --api-token, --api-token-file, --api-read-token(-file), hosts
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument(
@@ -114,6 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
     kg.add_argument("--out", type=Path, help="also write it to this file (mode 0600)")
     client = _client_parent()
     sub.add_parser("members", parents=[client], help="list the cluster's members")
+    jt = sub.add_parser(
+        "join-token",
+        parents=[client],
+        help="print a short-lived token that lets a new host join (it carries the cluster key)",
+    )
+    jt.add_argument(
+        "--ttl",
+        type=_seconds,
+        default=3600.0,
+        metavar="DURATION",
+        help="how long the token is valid (default: 1h)",
+    )
     dp = sub.add_parser("deploy", parents=[client], help="create or update a project")
     dp.add_argument("project")
     dp.add_argument("--image", required=True)
@@ -195,6 +236,7 @@ def _config_from_args(args: argparse.Namespace) -> AgentConfig:
         zone=args.zone,
         bind=args.bind,
         advertise=args.advertise,
+        api_bind=args.api_bind,
         gossip_port=args.gossip_port,
         api_port=args.api_port,
         data_dir=args.data_dir,
@@ -203,6 +245,7 @@ def _config_from_args(args: argparse.Namespace) -> AgentConfig:
         millicpus=parse_millicpus(args.cpus) if args.cpus else None,
         join=tuple(args.join),
         cluster_key_file=args.cluster_key_file,
+        join_token=args.join_token,
         **token_settings(args),
         log_level=args.log_level,
         drain=args.drain,

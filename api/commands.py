@@ -167,6 +167,21 @@ def _status(client: ShoalClient, args: argparse.Namespace, console: Console) -> 
     return result
 
 
+def _join_token(client: ShoalClient, args: argparse.Namespace) -> int:
+    """The token alone on stdout (one line, never wrapped: `T=$(shoal join-token)`); how to use
+    it on stderr."""
+    result = client.request("POST", "/v1/join-token", json={"ttl_s": args.ttl})
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(result["token"])
+    print(
+        f"valid until {result['expires_at']}; on the new host run:\n  {result['command']}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def run_client_command(args: argparse.Namespace) -> int:
     console = Console()
     cmd = args.command
@@ -177,6 +192,8 @@ def run_client_command(args: argparse.Namespace) -> int:
                 return STREAM_COMMANDS[cmd](client, args)
             if cmd == "deploy":
                 return _deploy(client, args, console)
+            if cmd == "join-token":
+                return _join_token(client, args)
             if cmd == "status":
                 result = _status(client, args, console)
                 if not args.json:

@@ -9,23 +9,31 @@ unwinds through its own cleanup.
 
 from __future__ import annotations
 
+import base64
+import os
+import secrets
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 
 from gossip.crypto import Keyring
 from gossip.service import GossipService, parse_hostport
+from node import join_token
 from node.capacity import host_capacity
-from node.config import AgentConfig
+from node.config import DEFAULT_GOSSIP_PORT, AgentConfig
 from node.context import AgentContext
 from node.hlc import HybridClock
 from node.host import HostService
 from node.keys import KeyFileError, load_keys
 from node.logfmt import configure_logging, get_logger
 from node.metrics import Metrics
+from node.netaddr import choose_advertise, is_loopback, is_wildcard
 from node.peers import PeerClient
 from node.projects import ProjectRegistry
 from node.runtime import Runtime
@@ -46,12 +54,75 @@ def make_runtime(config: AgentConfig, keys: list[bytes] | None = None) -> Runtim
     return FakeRuntime()
 
 
-def join_command(config: AgentConfig) -> str:
-    key = str(config.cluster_key_file) if config.cluster_key_file else "KEYFILE"
+KEY_FILE_NAME = "cluster.key"  # in the data dir, when no --cluster-key-file is given
+
+
+def _write_keys(path: Path, keys: Sequence[bytes]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("".join(base64.b64encode(k).decode() + "\n" for k in keys))
+
+
+def prepare(config: AgentConfig, now_s: float) -> tuple[AgentConfig, list[bytes]]:
+    """The configuration as the agent runs it, and its key ring.
+
+    - `--join-token`: its seeds join `--join`'s; its keys go to DATA_DIR/cluster.key (unless
+      `--cluster-key-file` is given), so a restart needs no token. An expired token still gives
+      seeds to an agent that holds the key from an earlier join, and nothing else.
+    - No key file at all: the key lives in DATA_DIR/cluster.key, made on first start, so the
+      cluster keeps its key across restarts and `shoal join-token` can hand it out.
+    - A wildcard bind with no `--advertise`: the address chosen by `node.netaddr`.
+    """
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    join = list(config.join)
+    key_file = config.cluster_key_file
+    own_key_file = config.data_dir / KEY_FILE_NAME
+    if config.join_token:
+        token = join_token.parse(config.join_token)
+        join += [s for s in token.seeds if s not in join]
+        if key_file is None:
+            if not token.expired(now_s):
+                _write_keys(own_key_file, token.keys)
+            elif not own_key_file.exists():
+                at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(token.expires_at_s))
+                raise join_token.JoinTokenError(
+                    f"join token expired at {at}: make a new one with `shoal join-token` on a "
+                    "member"
+                )
+            key_file = own_key_file
+    if key_file is None:
+        if not own_key_file.exists():
+            _write_keys(own_key_file, [secrets.token_bytes(32)])
+            log.info("agent.key_created", path=str(own_key_file))
+        key_file = own_key_file
+    keys, _ = load_keys(key_file)
+    advertise = config.advertise
+    if not advertise and is_wildcard(config.bind):
+        seeds = [parse_hostport(s, DEFAULT_GOSSIP_PORT) for s in join]
+        advertise = choose_advertise(config.bind, seeds)
     return (
-        f"shoal agent --join {config.advertise_addr}:{config.gossip_port} "
-        f"--cluster-key-file {key} --region {config.region} --name NAME"
+        attrs.evolve(config, join=tuple(join), cluster_key_file=key_file, advertise=advertise),
+        keys,
     )
+
+
+def announce_join_command(ctx: AgentContext, now_s: float) -> None:
+    """The first agent prints the command that joins another machine, valid for an hour."""
+    config = ctx.config
+    own = f"{config.advertise_addr}:{config.gossip_port}"
+    token = join_token.issue([own], ctx.keys, now_s, join_token.DEFAULT_TTL_S)
+    log.info(
+        "agent.join_command",
+        command=join_token.join_command(token, config.runtime, config.region),
+        valid_s=int(join_token.DEFAULT_TTL_S),
+        detail="run it on another machine; later, `shoal join-token` prints a fresh token",
+    )
+    if is_loopback(config.advertise_addr):
+        log.warning(
+            "agent.loopback_only",
+            detail=f"peers are told {own}: only this machine can join; start with --bind "
+            "0.0.0.0 (the default) or --advertise ADDR for other machines",
+        )
 
 
 # Serves the HTTP API for a context: given by the caller (the CLI passes `api.server.serve_api`)
@@ -65,9 +136,8 @@ async def run_agent(
     serve_api: ServeApi,
     task_status: trio.TaskStatus[AgentContext] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    keys, ephemeral = load_keys(config.cluster_key_file)
+    config, keys = prepare(config, time.time())
     capacity = host_capacity(config.memory_mb, config.millicpus)
-    config.data_dir.mkdir(parents=True, exist_ok=True)
     runtime = make_runtime(config, keys)
     host = HostService(
         config.name,
@@ -109,8 +179,6 @@ async def run_agent(
         millicpus=capacity.millicpus,
         data_dir=str(config.data_dir),
     )
-    if ephemeral:
-        log.warning("agent.ephemeral_key", detail="no --cluster-key-file: nobody else can join")
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(host.run_reconciler)
@@ -125,7 +193,7 @@ async def run_agent(
 
                 await nursery.start(IngressProxy(config).run)
             if not config.join:
-                log.info("agent.join_command", command=join_command(config))
+                announce_join_command(ctx, time.time())
             nursery.start_soon(_stop_on_signal, ctx, nursery.cancel_scope)
 
             def shutdown_soon(scope: trio.CancelScope = nursery.cancel_scope) -> None:
@@ -181,7 +249,7 @@ def main(config: AgentConfig, serve_api: ServeApi) -> int:
     configure_logging(config.name, config.log_level)
     try:
         trio.run(run_agent, config, serve_api)
-    except KeyFileError as exc:
+    except (KeyFileError, join_token.JoinTokenError) as exc:
         print(f"shoal: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

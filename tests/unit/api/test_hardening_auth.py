@@ -160,7 +160,9 @@ def test_token_from_file_and_environment(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_unprotected_exposure_is_detected() -> None:
-    assert exposed_without_token(AgentConfig(bind="0.0.0.0"))
+    assert exposed_without_token(AgentConfig(bind="0.0.0.0", api_bind="0.0.0.0"))
+    # gossip on every address, the API on loopback (the CLI's default): not exposed
+    assert not exposed_without_token(AgentConfig(bind="0.0.0.0"))
     assert exposed_without_token(AgentConfig(bind="10.1.2.3"))
     assert not exposed_without_token(AgentConfig(bind="0.0.0.0", api_token="t"))
     assert not exposed_without_token(AgentConfig(bind="127.0.0.1"))
