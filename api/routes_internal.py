@@ -33,6 +33,7 @@ from node.internal_auth import (
 from node.logfmt import get_logger
 from node.membership import wall_ms
 from node.runtime import AdmissionRefused, HostError, ServoFailed, ServoSpec
+from node.store_writer import StorageError
 
 log = get_logger("api.internal")
 
@@ -139,6 +140,7 @@ def install_internal_routes(app: FastAPI, ctx: AgentContext) -> None:
                 idempotency_key=key,
                 replaces=replaces if isinstance(replaces, str) else None,
             )
+            await ctx.host.store.sync()  # acknowledged only once on disk (off the loop)
         except AdmissionRefused as exc:
             # the placer's view was stale: send it the truth for its next try
             return JSONResponse(
@@ -171,6 +173,7 @@ def install_internal_routes(app: FastAPI, ctx: AgentContext) -> None:
                 await ctx.host.destroy_servo(servo_id, keep_volume=keep)
             else:
                 raise ApiError(404, "not_found", f"no servo action {action!r}")
+            await ctx.host.store.sync()
         except KeyError:
             raise ApiError(404, "not_found", f"no servo {servo_id} on {ctx.name}") from None
         except HostError as exc:
@@ -199,7 +202,12 @@ def install_internal_routes(app: FastAPI, ctx: AgentContext) -> None:
         if not isinstance(entries, list):
             raise ApiError(422, "invalid_request", "entries must be a list")
         sender = request.headers.get("X-Shoal-From", "")
-        return {"merged": ctx.specs.merge(entries, sender=sender)}
+        merged = ctx.specs.merge(entries, sender=sender)
+        try:
+            await ctx.registry.sync()  # the sender counts this copy only once it is on disk
+        except StorageError as exc:
+            raise ApiError(503, "storage_error", exc.detail) from None
+        return {"merged": merged}
 
     @router.get("/servos/{servo_id}/logs/{tail}")
     async def servo_logs(servo_id: str, tail: int, timestamps: bool = False) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from node.peers import PeerError
 from node.project_service import NotFound
 from node.projects import Project
 from node.secret_box import SecretBox
+from node.store_writer import storage_status
 
 
 def _name(name: str) -> str:
@@ -74,8 +75,10 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
 
     @router.get("/health")
     async def health() -> dict[str, Any]:
+        storage = storage_status(ctx.host.store, ctx.registry)  # "ok" or "error: ..."
         return {
-            "status": "draining" if ctx.draining else "ok",
+            "status": "unhealthy" if storage != "ok" else "draining" if ctx.draining else "ok",
+            "storage": storage,
             "name": ctx.name,
             "region": ctx.config.region,
             "runtime": ctx.config.runtime,

@@ -28,6 +28,7 @@ from node import join_token
 from node.capacity import host_capacity
 from node.config import DEFAULT_GOSSIP_PORT, AgentConfig
 from node.context import AgentContext
+from node.datadir import DataDirLocked, open_data_dir
 from node.hlc import HybridClock
 from node.host import HostService
 from node.keys import KeyFileError, load_keys
@@ -35,9 +36,8 @@ from node.logfmt import configure_logging, get_logger
 from node.metrics import Metrics
 from node.netaddr import choose_advertise, is_loopback, is_wildcard
 from node.peers import PeerClient
-from node.projects import ProjectRegistry
 from node.runtime import Runtime
-from node.store import HostStore
+from node.store_writer import CorruptStore, watch_storage
 
 log = get_logger("node.agent")
 
@@ -139,14 +139,15 @@ async def run_agent(
     config, keys = prepare(config, time.time())
     capacity = host_capacity(config.memory_mb, config.millicpus)
     runtime = make_runtime(config, keys)
+    # locked first (one agent per data dir), then the stores (a corrupt file says so)
+    lock, host_store, registry = open_data_dir(config.data_dir, config.name, runtime.fake)
     host = HostService(
         config.name,
         runtime,
-        HostStore(config.data_dir / "host.db", config.name, fake=runtime.fake),
+        host_store,
         capacity,
         host_addr=config.advertise_addr,
     )
-    registry = ProjectRegistry(config.data_dir / "projects.db")
     ring = Keyring(keys)  # one ring: gossip, the internal client and server all follow `use`
     gossip = GossipService(
         config.name,
@@ -167,6 +168,7 @@ async def run_agent(
         metrics=Metrics(),
         hlc=HybridClock(config.name),
     )
+    watch_storage(ctx.metrics, host_store, registry)
     log.info(
         "agent.started",
         name=config.name,
@@ -210,6 +212,7 @@ async def run_agent(
             await client.aclose()
         registry.close()
         host.close()
+        lock.release()
     log.info("agent.stopped", name=config.name)
 
 
@@ -250,6 +253,9 @@ def main(config: AgentConfig, serve_api: ServeApi) -> int:
     try:
         trio.run(run_agent, config, serve_api)
     except (KeyFileError, join_token.JoinTokenError) as exc:
+        print(f"shoal: {exc}", file=sys.stderr)
+        return 2
+    except (DataDirLocked, CorruptStore) as exc:
         print(f"shoal: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

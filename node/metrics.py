@@ -52,6 +52,23 @@ class _LiveCollector(Collector):
         yield dropped
 
 
+class _StorageCollector(Collector):
+    """Whether each durable store writes right now (its writer thread retries failures)."""
+
+    def __init__(self, errors: Callable[[], Mapping[str, str | None]]) -> None:
+        self._errors = errors
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        fam = GaugeMetricFamily(
+            "shoal_storage_healthy",
+            "1 when the store's durable writes succeed, 0 while they fail (retried)",
+            labels=["store"],
+        )
+        for store, error in sorted(self._errors().items()):
+            fam.add_metric([store], 0 if error else 1)
+        yield fam
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -103,6 +120,9 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
             registry=self.registry,
         )
+
+    def attach_storage(self, errors: Callable[[], Mapping[str, str | None]]) -> None:
+        self.registry.register(_StorageCollector(errors))
 
     def count_internal_refused(self, reason: str) -> None:
         self.internal_refused.labels(reason).inc()

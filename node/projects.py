@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -28,6 +27,7 @@ from node.spec_rules import (
     check_spec_wire,
     check_text,
 )
+from node.store_writer import open_db, release, writer_for
 from placement.converge import Desired, UpdatePolicy
 
 SCHEMA_VERSION = 2
@@ -397,14 +397,15 @@ class Entry:
 
 
 class ProjectRegistry:
-    """Durable LWW map name -> Entry. Thread-safe; writes are on disk before they return."""
+    """Durable LWW map name -> Entry, held in memory. Thread-safe. A merge changes the map at
+    once and hands its rows to the file's writer thread (`node.store_writer`): one batched
+    commit, off the Trio loop; `await sync()` before acknowledging what must be on disk."""
 
     def __init__(self, path: Path) -> None:
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = open_db(path)  # a file that is not a store says so clearly (CorruptStore)
         self._migrate()
+        self._writer = writer_for(path)
         self._entries: dict[str, Entry] = {}
         for name, body, wall, counter, writer, deleted in self._db.execute(
             "SELECT name, body, wall_ms, counter, writer, deleted FROM projects"
@@ -422,7 +423,17 @@ class ProjectRegistry:
 
     def close(self) -> None:
         with self._lock:
+            release(self._writer)
             self._db.close()
+
+    @property
+    def error(self) -> str | None:
+        """Why durable writes fail right now (they are retried); None when healthy."""
+        return self._writer.error
+
+    async def sync(self) -> None:
+        """Wait until every merge so far is on disk (`StorageError` while writes fail)."""
+        await self._writer.sync()
 
     def get(self, name: str) -> Entry | None:
         return self._entries.get(name)
@@ -439,7 +450,7 @@ class ProjectRegistry:
 
     def merge(self, entries: Iterable[Entry]) -> list[Entry]:
         """Keep each entry that is newer than what we hold; returns the ones that won. One
-        transaction (one fsync) for the whole batch, on disk before it returns."""
+        transaction (one fsync) for the whole batch, written by the writer thread."""
         won: list[Entry] = []
         with self._lock:
             for entry in entries:
@@ -462,15 +473,9 @@ class ProjectRegistry:
                 )
                 for e in won
             ]
-            self._db.execute("BEGIN")
-            try:
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO projects VALUES (?, ?, ?, ?, ?, ?)", rows
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            self._writer.submit(
+                [("INSERT OR REPLACE INTO projects VALUES (?, ?, ?, ?, ?, ?)", r) for r in rows]
+            )
             for e in won:
                 self._entries[e.name] = e
         return won
