@@ -6,12 +6,16 @@ agent-to-agent routes served on the advertised address: in-process agents, no na
 
 from __future__ import annotations
 
+import contextlib
+import io
+import time
 from pathlib import Path
 
 import httpx
 import trio
 
 from api.app import create_app
+from api.cli import main as cli_main
 from node.agent import KEY_FILE_NAME
 from node.config import AgentConfig
 from node.join_token import parse
@@ -51,6 +55,16 @@ async def test_a_token_joins_and_peers_use_the_internal_only_listener(tmp_path: 
         assert list(token.keys) == c1.keys
         assert body["command"].startswith(f"shoal agent --join-token {body['token']} ")
         assert "--runtime fake --region eu" in body["command"]
+
+        # `shoal join-token` prints the token alone on stdout, one line, for `T=$(...)`
+        argv = ["join-token", "--api", api1, "--ttl", "10m"]
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert await trio.to_thread.run_sync(cli_main, argv) == 0
+        printed = out.getvalue().splitlines()
+        assert len(printed) == 1
+        short = parse(printed[0])
+        assert short.seeds == token.seeds and 590 <= short.expires_at_s - time.time() <= 600
 
         # the advertised address answers agent-to-agent routes only
         r = await http.get(f"http://127.0.0.2:{first.api_port}/v1/health")
