@@ -85,6 +85,8 @@ class ProjectSpecIn(BaseModel):
     # write-only: given here, sealed with the cluster key at once, shown as names ever after.
     # Omitted: the project keeps the secrets it has; {}: it has none.
     secrets: dict[str, str] | None = Field(default=None, max_length=MAX_SECRETS)
+    # the container's root filesystem is read-only (with a tmpfs on /tmp) unless this is true
+    writable_root: bool = False
 
     @model_validator(mode="after")
     def _health_port(self) -> ProjectSpecIn:
@@ -202,6 +204,7 @@ class ProjectSpecIn(BaseModel):
             secret_names=names,
             secrets_box=sealed,
             secrets_digest=digest,
+            writable_root=self.writable_root,
         )
 
 

@@ -75,6 +75,7 @@ def servo_wire_spec(project: Project, create: Create) -> dict[str, Any]:
         slot=create.slot,
         health=HealthCheck.from_wire(dict(project.health)) if project.health else None,
         secrets=project.secrets_box,  # sealed: only the host's runtime opens it
+        writable_root=project.writable_root,
     ).to_wire()
 
 

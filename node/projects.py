@@ -188,6 +188,8 @@ class Project:
     secret_names: tuple[str, ...] = ()
     secrets_box: str = ""
     secrets_digest: str = ""
+    # the container's root filesystem is read-only (a tmpfs on /tmp) unless the spec says so
+    writable_root: bool = False
     # Bumped by every change that servos must be rebuilt for (image, env, command, resources,
     # ports, health check); a change of replicas, spread or stopped alone is not a new
     # generation. Numbers are never reused: a rollback goes back to an older number, and the
@@ -207,6 +209,7 @@ class Project:
             self.ports,
             self.health,
             self.secrets_digest,
+            self.writable_root,
         )
 
     def spec_wire(self) -> dict[str, Any]:
@@ -224,6 +227,7 @@ class Project:
             "health": dict(self.health) if self.health else {"type": "none"},
             "update": _update_wire(self.update),
             "secrets": list(self.secret_names),  # names only: values are write-only
+            "writable_root": self.writable_root,
         }
 
     def sealed_wire(self) -> dict[str, Any]:
@@ -234,7 +238,17 @@ class Project:
         return {**self.spec_wire(), SEALED_KEY: box}
 
     def change_from(self, prior: Project) -> str:
-        names = ("image", "env", "command", "memory", "cpus", "ports", "health", "secrets")
+        names = (
+            "image",
+            "env",
+            "command",
+            "memory",
+            "cpus",
+            "ports",
+            "health",
+            "secrets",
+            "writable_root",
+        )
         changed = [
             n
             for n, a, b in zip(names, prior.servo_fields(), self.servo_fields(), strict=True)
@@ -352,6 +366,7 @@ class Project:
             secret_names=tuple(sorted(str(n) for n in names)) if isinstance(names, list) else (),
             secrets_box=str(sealed.get("box", "")),
             secrets_digest=str(sealed.get("digest", "")),
+            writable_root=raw.get("writable_root") is True,
             generation=int(raw.get("generation", 1)),
             last_good=int(raw.get("last_good", 0)),
             rollout=RolloutRecord.from_wire(raw.get("rollout")),

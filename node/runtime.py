@@ -84,6 +84,7 @@ class ServoSpec:
     # the project's secrets, sealed (node.secret_box): opened by the runtime only when it
     # builds the container's environment; stored and sent as this box alone
     secrets: str = ""
+    writable_root: bool = False  # False: read-only root filesystem, a tmpfs on /tmp
 
     def __attrs_post_init__(self) -> None:
         check_ports(self.health, self.ports)  # ValueError: the caller's mistake
@@ -96,6 +97,8 @@ class ServoSpec:
             extra["health"] = self.health.to_wire()
         if self.secrets:
             extra["secrets"] = self.secrets
+        if self.writable_root:
+            extra["writable_root"] = True
         return {
             "servo_id": self.servo_id,
             "project": self.project,
@@ -130,6 +133,7 @@ class ServoSpec:
             slot=int(raw.get("slot", 0)),
             health=HealthCheck.from_wire(raw.get("health")),
             secrets=str(raw.get("secrets") or ""),
+            writable_root=raw.get("writable_root") is True,
         )
 
 

@@ -46,6 +46,13 @@ PIDS_LIMIT = 256
 ENGINE_TIMEOUT_S = 30.0
 LOG_MAX_SIZE = "10m"  # bounded logs: json-file, 3 files of 10 MB per container
 LOG_MAX_FILES = "3"
+# A read-only root filesystem (unless the spec has `writable_root`): an app (or an intruder in
+# it) writes to its volume at /data or to this small tmpfs, nowhere else
+TMPFS = {"/tmp": "rw,nosuid,nodev,size=64m"}
+# One bridge network per project on each host: servos of a project reach each other, not the
+# servos of other projects (Docker's default bridge joins every container). Made with the
+# project's first servo here, removed with its last; volumes are never touched by it.
+NETWORK_PREFIX = "shoal-p-"
 EVENT_BUFFER = 256  # events in flight between the reader thread and Trio
 VOLUME_SIZES_TIMEOUT_S = 10.0  # `docker system df` walks every volume; never wait longer
 VOLUME_SIZES_CACHE_S = 60.0  # and never ask more than once a minute
@@ -55,6 +62,10 @@ THREAD_JOIN_S = 2.0
 def _engine_message(exc: BaseException) -> str:
     explanation = getattr(exc, "explanation", None)
     return str(explanation or exc).strip()
+
+
+def project_network(project: str) -> str:
+    return f"{NETWORK_PREFIX}{project}"
 
 
 def parse_event(raw: Mapping[str, Any]) -> ContainerEvent | None:
@@ -86,6 +97,7 @@ class DockerRuntime:
     secret_box: SecretBox | None = None
     _client: Any = None
     _sizes: tuple[float, dict[str, int | None]] | None = None  # (taken at, sizes) cache
+    _locks: dict[str, trio.Lock] = attrs.field(factory=dict)  # per project: its network
 
     def _new_client(self) -> Any:
         import docker
@@ -218,8 +230,11 @@ class DockerRuntime:
             "SHOAL_SERVO": spec.servo_id,
         }
 
+        network = project_network(spec.project)
+
         def create_and_start() -> None:
             api = self._api()
+            self._ensure_network(api, network, spec.project)
             host_config = api.create_host_config(
                 binds={volume: {"bind": "/data", "mode": "rw"}},
                 port_bindings={f"{c}/tcp": (host_addr, h) for c, h in host_ports},
@@ -231,6 +246,9 @@ class DockerRuntime:
                 log_config=LogConfig(
                     type="json-file", config={"max-size": LOG_MAX_SIZE, "max-file": LOG_MAX_FILES}
                 ),
+                read_only=not spec.writable_root,
+                tmpfs=dict(TMPFS),
+                network_mode=network,
             )
             created = api.create_container(
                 spec.image,
@@ -242,11 +260,58 @@ class DockerRuntime:
                 environment=env,
                 labels={**labels, **self.extra_labels},
                 host_config=host_config,
+                networking_config=api.create_networking_config(
+                    {network: api.create_endpoint_config()}
+                ),
                 use_config_proxy=False,
             )
             api.start(created["Id"])
 
-        await self._call("container run", create_and_start)
+        async with self._network_lock(spec.project):
+            await self._call("container run", create_and_start)
+
+    def _ensure_network(self, api: Any, network: str, project: str) -> None:
+        import docker.errors
+
+        try:
+            api.inspect_network(network)
+        except docker.errors.NotFound:
+            labels = {"shoal.project": project, **self.extra_labels}
+            try:
+                api.create_network(network, driver="bridge", labels=labels)
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # made meanwhile by another agent on this engine
+                    raise
+
+    def _network_lock(self, project: str) -> trio.Lock:
+        """Creating a project's network and removing it when its last servo goes must not
+        interleave on one host (a servo would be created on a network being removed)."""
+        return self._locks.setdefault(project, trio.Lock())
+
+    async def _drop_network_if_unused(self, project: str) -> None:
+        """Remove the project's network when no container is attached to it any more; the
+        engine refuses while one is (another servo of it here, or another agent's on this
+        engine), which is the answer we want."""
+        import docker.errors
+
+        network = project_network(project)
+
+        def drop() -> None:
+            api = self._api()
+            try:
+                info = api.inspect_network(network)
+            except docker.errors.NotFound:
+                return
+            if info.get("Containers"):
+                return
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                api.remove_network(network)
+
+        async with self._network_lock(project):
+            try:
+                await self._call("network remove", drop)
+            except (ServoFailed, RuntimeUnavailable) as exc:
+                log.warning("network.remove_failed", network=network, detail=exc.detail)
 
     def _secrets(self, spec: ServoSpec) -> dict[str, str]:
         """The servo's secrets in clear, for its container's environment only (never logged)."""
@@ -282,13 +347,22 @@ class DockerRuntime:
         await self._call("stop", lambda: self._api().stop(name, timeout=5))
 
     async def remove(self, name: str) -> None:
-        def rm() -> None:
+        def rm() -> str | None:
             import docker.errors
 
+            api = self._api()
+            try:
+                labels = (api.inspect_container(name).get("Config") or {}).get("Labels") or {}
+            except docker.errors.NotFound:
+                return None
             with contextlib.suppress(docker.errors.NotFound):
-                self._api().remove_container(name, force=True)
+                api.remove_container(name, force=True)
+            project = labels.get("shoal.project")
+            return project if isinstance(project, str) else None
 
-        await self._call("remove", rm)
+        project = await self._call("remove", rm)
+        if project:
+            await self._drop_network_if_unused(project)
 
     async def list_managed(self, node: str) -> list[str]:
         def ls() -> list[str]:

@@ -165,6 +165,8 @@ def check_spec_wire(name: str, raw: Mapping[str, Any]) -> None:
         or not isinstance(sealed.get("digest", ""), str)
     ):
         raise SpecError("sealed_secrets must be {box, digest} strings")
+    if not isinstance(raw.get("writable_root", False), bool):
+        raise SpecError("writable_root must be true or false")
     check_int(raw.get("generation", 1), "generation", 1, MAX_GENERATION)  # type: ignore[arg-type]
     check_int(raw.get("last_good", 0), "last_good", 0, MAX_GENERATION)  # type: ignore[arg-type]
 
