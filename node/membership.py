@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from node.cluster import Peer, build_meta, peers_from_members
+from node.cluster import Peer, build_meta, peer_from_member
 from node.inventory import ClusterDelegate, InventoryReplica, OwnInventory, key_of
 from placement.converge import effective_status
 
@@ -81,6 +81,7 @@ class MembershipView:
         self._clock_ms = clock_ms
         self.stopping_ms = 0
         self._last_meta: dict[str, Any] = {}
+        self._parsed: dict[str, tuple[Any, str, Any, Peer]] = {}
 
     @property
     def name(self) -> str:
@@ -90,7 +91,19 @@ class MembershipView:
         """Every known peer with the status convergence uses, sorted by name."""
         now = self._clock_ms()
         out = []
-        for p in peers_from_members(self.gossip.members(), self.replica.servos):
+        cache: dict[str, tuple[Any, str, Any, Peer]] = {}
+        for m in self.gossip.members():
+            servos = self.replica.servos(m.name)
+            hit = self._parsed.get(m.name)
+            # the gossip core replaces a member's metadata dict when it changes, and the
+            # replica its servo tuple: the same objects mean the same peer, parsed once
+            if hit is not None and hit[0] is m.meta and hit[1] == m.status and hit[2] is servos:
+                p: Peer | None = hit[3]
+            else:
+                p = peer_from_member(m, servos)
+            if p is None:
+                continue
+            cache[m.name] = (m.meta, m.status, servos, p)
             draining = p.draining or (p.name == self.name and self._draining())
             status = effective_status(
                 p.status,
@@ -99,8 +112,13 @@ class MembershipView:
                 now_ms=now,
                 grace_ms=self.restart_grace_ms,
             )
-            out.append(attrs.evolve(p, status=status, draining=draining))
-        return out
+            out.append(
+                p
+                if (status, draining) == (p.status, p.draining)
+                else attrs.evolve(p, status=status, draining=draining)
+            )
+        self._parsed = cache
+        return sorted(out, key=lambda p: p.name)
 
     def members_by_status(self) -> Mapping[str, int]:
         return Counter(str(m.status) for m in self.gossip.members())

@@ -68,6 +68,19 @@ class RecoveryLoop:
         self._on_change = on_change
         self._write = write
         self._wake = trio.Event()
+        # project -> owner, for one set of alive members: every round asks about every
+        # project, and rendezvous hashing costs one hash per member per project (at 40 agents
+        # and a few hundred projects that was most of an idle agent's CPU)
+        self._owners: dict[str, str | None] = {}
+        self._owners_of: tuple[str, ...] = ()
+
+    def owner(self, project: str, alive: list[str]) -> str | None:
+        key = tuple(alive)
+        if key != self._owners_of:
+            self._owners, self._owners_of = {}, key
+        if project not in self._owners:
+            self._owners[project] = recovery_owner(project, alive)
+        return self._owners[project]
 
     def wake(self) -> None:
         self._wake.set()
@@ -126,7 +139,7 @@ class RecoveryLoop:
         alive = [p.name for p in peers if p.status == "alive"]
         touched = []
         for project in self.registry.live():
-            if project.stopped or recovery_owner(project.name, alive) != self.me:
+            if project.stopped or self.owner(project.name, alive) != self.me:
                 continue
             try:
                 if await self._own_one(project, peers):
