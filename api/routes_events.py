@@ -21,7 +21,7 @@ from node.context import AgentContext
 from node.events import JOURNAL_CAPACITY, Event, EventJournal, TooManySubscribers
 
 HEARTBEAT_S = 15.0  # a comment line this often: proxies keep the stream, dead clients show
-RETRY_MS = 2000  # how long a browser waits before it reconnects (SSE's `retry:`)
+RETRY_MS = 1000  # how long a browser waits before it reconnects (SSE's `retry:`)
 
 
 def sse_frame(event: Event) -> str:

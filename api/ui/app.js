@@ -234,14 +234,19 @@ function openStream() {
   params.set("since", state.lastId === null ? 0 : state.lastId); // nothing missed since the fetch
   if (token()) params.set("token", token());
   const source = new EventSource("/v1/events/stream?" + params.toString());
-  source.onopen = () => setLive(true, "live");
+  let away = null; // a stream the server cut is reopened within a second: no flicker for that
+  source.onopen = () => { clearTimeout(away); setLive(true, "live"); };
   source.onmessage = (msg) => {
     const e = JSON.parse(msg.data);
     addEvents([e]);
     scheduleRefresh(e.project === panelProject());
   };
   // the browser reconnects by itself (with Last-Event-ID); a refused token shows on the next fetch
-  source.onerror = () => { setLive(false, "reconnecting"); scheduleRefresh(false); };
+  source.onerror = () => {
+    clearTimeout(away);
+    away = setTimeout(() => setLive(false, "reconnecting"), 3000);
+    scheduleRefresh(false);
+  };
   state.source = source;
 }
 

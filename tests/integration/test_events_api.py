@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
 import pytest
 import trio
 
 from node.context import AgentContext
 from node.projects import Project
+from placement.converge import UpdatePolicy
 from tests.integration.inproc import InProcCluster, make_key, wait_for
 
 TOKEN = "s3cret-token"
@@ -179,3 +181,28 @@ async def test_the_page_is_served_without_the_token_and_its_data_is_not(
         assert missing.status_code == 404
         assert missing.json()["error"] == "not_found"
         assert (await http.get(url(agent, "/v1/members"))).status_code == 401
+
+
+async def test_a_rolling_update_shows_as_rollout_events(agent: AgentContext) -> None:
+    quick = UpdatePolicy(healthy_for_s=0.5)
+    web = Project("web", "shoal-servo:latest", 1, 64, 100, update=quick)
+    await agent.projects.deploy(web)
+    start = agent.events.last_id
+    await agent.projects.deploy(attrs.evolve(web, env=(("V", "2"),)))
+
+    def kinds() -> list[str]:
+        return [e.kind for e in agent.events.since(start)]
+
+    await wait_for("the rollout to end", lambda: "rollout.succeeded" in kinds(), 30)
+    rollout = [e for e in agent.events.since(start) if e.kind.startswith("rollout.")]
+    assert rollout[0].kind == "rollout.started"
+    assert rollout[-1].kind == "rollout.succeeded"
+    assert {e.fields["generation"] for e in rollout} == {2}
+    # the new generation's servo came, the old one went (its host is up: removed, not lost)
+
+    def servo_events() -> set[tuple[str, str]]:
+        found = [e for e in agent.events.since(start) if "servo" in e.fields]
+        return {(e.kind, str(e.fields["servo"]).split("-")[1]) for e in found}
+
+    await wait_for("the old servo's removal", lambda: ("servo.removed", "1") in servo_events())
+    assert ("servo.created", "2") in servo_events()
