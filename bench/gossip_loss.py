@@ -7,11 +7,13 @@ INPUT; `tc netem` does not work on this kernel's loopback; see tests/integration
 Both clusters run at the same time, so they see the same loss and the same busy machine. For
 each loss level, in order:
 
-  1. quiet: both clusters polled every 0.5 s for QUIET seconds; a false death is an (observer,
-     member) pair where a live member is called dead (Serf: failed). The agents' own logs are
-     counted as well (Shoal `member.dead`, Serf `EventMemberFailed`), so a death that flips
-     back between two polls is not missed. CPU per agent over the interval, from /proc (it
-     includes answering the poller: Shoal over HTTP, Serf over its msgpack RPC);
+  1. idle: IDLE seconds unpolled, for the CPU per agent that gossip alone costs (/proc);
+     then quiet: both clusters polled every 0.5 s for QUIET seconds; a false death is an
+     (observer, member) pair where a live member is called dead (Serf: failed). The agents'
+     own logs are counted as well, over both intervals (Shoal `member.dead`, Serf
+     `EventMemberFailed`), so a death that flips back between two polls is not missed. CPU
+     per agent is also given for the polled interval (it includes answering the poller: Shoal
+     over HTTP, Serf over its msgpack RPC);
   2. ROUNDS times: kill -9 one Shoal and one Serf agent at the same moment; the time until
      every survivor calls the victim dead is the latest of the survivors' first "dead"
      answers; any other member called dead meanwhile is a false death too; then both victims
@@ -21,7 +23,7 @@ The poller's own TCP ports (Shoal's API, Serf's RPC) are exempt from the drop so
 not include the poller's retransmits; the gossip ports, UDP and TCP, are not.
 
     .venv/bin/python bench/gossip_loss.py [--agents 10] [--losses 0 0.1 0.2] [--rounds 5]
-        [--quiet 60] [--json]
+        [--idle 20] [--quiet 60] [--json]
 
 Needs root, `ip`, `iptables` and `serf` (apt-get install serf). Figures are printed, never
 asserted; tests/integration/test_gossip_loss_netns.py pins the no-false-death half.
@@ -294,13 +296,24 @@ def wait_whole(observers: list[Observer], timeout_s: float) -> None:
     raise TimeoutError("a cluster did not become whole again")
 
 
-def quiet_interval(observers: list[Observer], seconds: float) -> dict[str, dict[str, float]]:
+def mean_cpu_pct(ob: Observer, before: list[float], elapsed_s: float) -> float:
+    used = [cpu_seconds(ob.system.pid(i)) - b for i, b in enumerate(before)]
+    return statistics.mean(used) / elapsed_s * 100
+
+
+def quiet_interval(
+    observers: list[Observer], idle_s: float, seconds: float
+) -> dict[str, dict[str, float]]:
+    """`idle_s` unpolled (CPU of gossip alone; deaths from the logs), then `seconds` polled."""
     out: dict[str, dict[str, float]] = {}
     for ob in observers:
         ob.false_pairs.clear()
         ob.unanswered = 0
         ob.mark_logs()
     everyone = list(range(len(observers[0].system.names)))
+    idle0 = [[cpu_seconds(ob.system.pid(i)) for i in everyone] for ob in observers]
+    time.sleep(idle_s)
+    idle = [mean_cpu_pct(ob, b, idle_s) for ob, b in zip(observers, idle0, strict=True)]
     cpu0 = [[cpu_seconds(ob.system.pid(i)) for i in everyone] for ob in observers]
     t0 = time.monotonic()
     k = 0
@@ -310,12 +323,12 @@ def quiet_interval(observers: list[Observer], seconds: float) -> dict[str, dict[
         k += 1
         time.sleep(max(0.0, t0 + k * POLL_EVERY_S - time.monotonic()))
     elapsed = time.monotonic() - t0
-    for ob, before in zip(observers, cpu0, strict=True):
-        used = [cpu_seconds(ob.system.pid(i)) - b for i, b in zip(everyone, before, strict=True)]
+    for ob, before, idle_pct in zip(observers, cpu0, idle, strict=True):
         out[type(ob.system).__name__] = {
             "false_pairs": len(ob.false_pairs),
             "false_logged": len(ob.logged_deaths()),
-            "cpu_pct": statistics.mean(used) / elapsed * 100,
+            "idle_cpu_pct": idle_pct,
+            "cpu_pct": mean_cpu_pct(ob, before, elapsed),
             "unanswered": ob.unanswered,
         }
     return out
@@ -352,7 +365,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not shutil.which("serf"):
         sys.exit("serf is not installed: apt-get install serf")
     tag = uuid.uuid4().hex[:8]
-    results: dict[str, Any] = {"agents": args.agents, "rounds": args.rounds, "quiet_s": args.quiet}
+    results: dict[str, Any] = {"args": vars(args)}
     with contextlib.ExitStack() as stack:
         base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="shoal-loss-")))
         ns = stack.enter_context(lossy_namespace(f"shoal-loss-b{tag}"))
@@ -371,7 +384,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ns.set_drop(loss)
             dropped0 = ns.dropped_packets()
             time.sleep(5)
-            row: dict[str, Any] = {"loss": loss, "quiet": quiet_interval(observers, args.quiet)}
+            row: dict[str, Any] = {"loss": loss}
+            row["quiet"] = quiet_interval(observers, args.idle, args.quiet)
             for ob in observers:
                 ob.false_pairs.clear()
                 ob.unanswered = 0
@@ -417,7 +431,8 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=10)
     parser.add_argument("--losses", type=float, nargs="+", default=[0.0, 0.1, 0.2])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--quiet", type=float, default=60.0)
+    parser.add_argument("--idle", type=float, default=20.0, help="unpolled seconds per level")
+    parser.add_argument("--quiet", type=float, default=60.0, help="polled seconds per level")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     results = run(args)
@@ -426,12 +441,12 @@ def main() -> None:
         return
     print(
         f"\n{args.agents} agents per system in one netns, kill -9 x{args.rounds} per level,"
-        f" quiet {args.quiet:.0f} s per level"
+        f" idle {args.idle:.0f} s then quiet {args.quiet:.0f} s (polled) per level"
     )
     print(
         "| loss | system | kill -9 until every survivor says dead: median / max"
         " | false deaths, quiet (polled pairs / logged) | false deaths during kills"
-        " | CPU per agent, polled |"
+        " | CPU per agent, idle / polled 2x/s |"
     )
     print("|---:|---|---:|---:|---:|---:|")
     labels = {"ShoalCluster": "shoal", "SerfCluster": "serf"}
@@ -442,7 +457,7 @@ def main() -> None:
                 f"| {row['loss']:.0%} | {label} | {fmt(row['detect'][key])}"
                 f" | {q['false_pairs']} / {q['false_logged']}"
                 f" | {row['kill'][key]['false_pairs']} / {row['kill'][key]['false_logged']}"
-                f" | {q['cpu_pct']:.2f} % |"
+                f" | {q['idle_cpu_pct']:.2f} / {q['cpu_pct']:.2f} % |"
             )
     for row in results["levels"]:
         evidence = ", ".join(
