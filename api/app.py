@@ -11,6 +11,7 @@ from api.routes_events import install_event_routes
 from api.routes_ingress import install_ingress_routes
 from api.routes_internal import install_internal_routes
 from api.routes_join import install_join_routes
+from api.routes_keys import install_key_routes
 from api.routes_logs import install_log_routes
 from api.routes_public import install_public_routes
 from api.routes_ui import install_ui_routes
@@ -28,6 +29,7 @@ def create_app(ctx: AgentContext) -> FastAPI:
     install_internal_routes(app, ctx)
     install_ingress_routes(app, ctx)
     install_join_routes(app, ctx)
+    install_key_routes(app, ctx)
     install_event_routes(app, ctx)
     install_log_routes(app, ctx)
     install_ui_routes(app)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from api.auth import TokenFileError, add_token_arguments, token_settings
+from api.commands_keys import add_keys_command
 from api.commands_stream import add_stream_commands
 from node.config import (
     DEFAULT_API_PORT,
@@ -222,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="prune: only volumes kept longer than this (e.g. 12h, 7d)",
     )
     add_stream_commands(sub, client)  # logs, events
+    add_keys_command(sub, client)  # keys list|install|use|remove
     sm = sub.add_parser("sim", help="run the region-outage simulator")
     sm.add_argument("args", nargs=argparse.REMAINDER)
     return parser
@@ -293,6 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 2
             result: int = sim_main(args.args)
             return result
+        if args.command == "keys":
+            from api.commands_keys import run_keys
+
+            return run_keys(args)
         from api.commands import run_client_command
 
         return run_client_command(args)

@@ -19,7 +19,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.errors import ApiError, error_body
-from gossip.crypto import Keyring
+from gossip.crypto import Keyring, KeyringError
 from node.context import AgentContext
 from node.internal_auth import (
     HEADER,
@@ -30,6 +30,7 @@ from node.internal_auth import (
     open_request,
     seal_response,
 )
+from node.keys import KEY_OPS, KeyFileError, LocalKeys, key_from_text
 from node.logfmt import get_logger
 from node.membership import wall_ms
 from node.runtime import AdmissionRefused, HostError, ServoFailed, ServoSpec
@@ -236,6 +237,23 @@ def install_internal_routes(app: FastAPI, ctx: AgentContext) -> None:
             raise ApiError(422, "invalid_request", "older_than_s must be a number >= 0")
         pruned = await ctx.host.prune_volumes(project=project, older_than_s=older)
         return {"pruned": pruned}
+
+    local_keys = LocalKeys(ctx.client.ring, ctx.config.cluster_key_file, ctx.keys)
+
+    @router.get("/keys")
+    async def keys() -> dict[str, Any]:
+        return {"ok": True, "node": ctx.name, **local_keys.listing()}
+
+    @router.post("/keys/{op}")
+    async def key_op(op: str, request: Request) -> dict[str, Any]:
+        body = await request.json()
+        text = body.get("key") if isinstance(body, dict) else None
+        if op not in KEY_OPS or not isinstance(text, str):
+            raise ApiError(422, "invalid_request", "want /keys/install|use|remove with a key")
+        try:
+            return {"node": ctx.name, **local_keys.apply(op, key_from_text(text))}
+        except (KeyFileError, KeyringError) as exc:
+            raise ApiError(409, "key_refused", str(exc)) from None
 
     @router.post("/drain")
     async def drain() -> dict[str, Any]:

@@ -219,6 +219,18 @@ class PeerClient:
             {"X-Shoal-From": self.me},
         )
 
+    async def keys(self, node: str, api: str) -> dict[str, Any]:
+        """The peer's key ring, as fingerprints (`shoal keys list`)."""
+        result: dict[str, Any] = await self._call(node, api, "GET", "/internal/keys", None, 10.0)
+        return result
+
+    async def key_op(self, node: str, api: str, op: str, key_b64: str) -> dict[str, Any]:
+        """`install`, `use` or `remove` a key on the peer (the key travels sealed)."""
+        result: dict[str, Any] = await self._call(
+            node, api, "POST", f"/internal/keys/{op}", {"key": key_b64}, 10.0
+        )
+        return result
+
     async def specs_digest(self, node: str, api: str) -> str:
         data = await self._call(node, api, "GET", "/internal/projects/digest", None, 5.0)
         return str(data.get("digest", "")) if isinstance(data, dict) else ""
