@@ -1,7 +1,7 @@
 """The cluster page in a real headless browser (Debian's `chromium`, driven by Playwright):
 three real agents behind an API token; the page asks for the token once, shows every agent and
-every servo; after a kill -9 of one agent it shows that agent dead and the replacement servo,
-with no reload (the event stream drives it).
+every servo, a rolling update's progress and end; after a kill -9 of one agent it shows that
+agent dead and the replacement servo, with no reload (the event stream drives it).
 
 Needs `chromium` (apt) and `playwright` (pip, the test extra): `make test` installs both. When
 either is missing the test is skipped saying which, or fails with SHOAL_REQUIRE_DOCKER=1 (CI).
@@ -144,6 +144,20 @@ def test_the_page_shows_every_agent_and_servo_and_follows_a_kill_without_reload(
 
             # a reload would lose this mark: it must still be there at the end
             page.evaluate("window.__sameDocument = 'yes'")
+
+            # a rolling update of api: its progress, then how it ended, as it happens
+            update = {"healthy_for_s": 2}
+            spec = {"image": "shoal-servo:latest", "replicas": 2, "memory": "512M", "cpus": 0.5}
+            spec |= {"spread": "region", "max_per_host": 2, "env": {"V": "2"}, "update": update}
+            put(a1, "/v1/projects/api", spec)
+            api_row = page.locator('#projects tr[data-project="api"]')
+            expect(api_row.locator('[data-rollout="in_progress"]')).to_contain_text(
+                "gen 2", timeout=30_000
+            )
+            expect(api_row.locator('[data-rollout="succeeded"]')).to_contain_text(
+                "gen 2", timeout=60_000
+            )
+            expect(page.locator('#feed [data-kind="rollout.succeeded"]')).to_contain_text("api")
             a2.kill9()
 
             dead = page.locator(f'.host[data-node="{a2.name}"]')
