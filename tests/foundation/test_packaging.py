@@ -1,6 +1,7 @@
 """`pip install -e .` must not print packaging warnings (`make run` showed setuptools'
-deprecation of the table form of `project.license`): the build backend's metadata step, the one
-pip runs, is run here on a copy of pyproject.toml and must warn about nothing."""
+deprecation of the table form of `project.license`, then its note on editable installs with a
+meta path finder): the build backend's two steps that pip runs, metadata and the editable
+wheel, run here on a copy of pyproject.toml and must warn about nothing."""
 
 from __future__ import annotations
 
@@ -15,17 +16,21 @@ ROOT = Path(__file__).resolve().parents[2]
 PROBE = """
 import json, sys, warnings
 import setuptools.build_meta as backend
+meta_dir, wheel_dir = sys.argv[1], sys.argv[2]
+sys.argv = ["probe"]  # the backend rebuilds a command line from sys.argv[0]
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    dist_info = backend.prepare_metadata_for_build_wheel(sys.argv[1])
+    dist_info = backend.prepare_metadata_for_build_wheel(meta_dir)
+    wheel = backend.build_editable(wheel_dir)  # what `pip install -e .` runs next
 print(json.dumps({
     "dist_info": dist_info,
+    "wheel": wheel,
     "warnings": [f"{w.category.__name__}: {w.message}" for w in caught],
 }))
 """
 
 
-def test_metadata_builds_without_warnings_and_says_the_license(tmp_path: Path) -> None:
+def test_metadata_and_editable_wheel_build_without_warnings(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
@@ -33,10 +38,11 @@ def test_metadata_builds_without_warnings_and_says_the_license(tmp_path: Path) -
     for package in ("node", "gossip", "placement", "api", "sim"):
         (src / package).mkdir()
         (src / package / "__init__.py").write_text("")
-    out = tmp_path / "out"
+    out, wheels = tmp_path / "out", tmp_path / "wheels"
     out.mkdir()
+    wheels.mkdir()
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE, str(out)],
+        [sys.executable, "-c", PROBE, str(out), str(wheels)],
         cwd=src,
         capture_output=True,
         text=True,
@@ -48,3 +54,4 @@ def test_metadata_builds_without_warnings_and_says_the_license(tmp_path: Path) -
     assert "Warning" not in proc.stderr, proc.stderr
     metadata = (out / result["dist_info"] / "METADATA").read_text()
     assert "License-Expression: Apache-2.0" in metadata
+    assert (wheels / result["wheel"]).exists()
