@@ -3,7 +3,10 @@ errors that never kill an agent, and a slow disk that never makes an agent look 
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
+import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,7 +19,8 @@ import trio
 from node.peers import PeerFailed
 from node.projects import Project
 from node.store_writer import DurableWriter, StorageError
-from tests.integration.agents import Cluster, make_cluster
+from tests.conftest import docker_required
+from tests.integration.agents import Cluster, make_cluster, wait_until
 from tests.integration.inproc import InProcCluster, all_see_alive, make_key, wait_for
 
 
@@ -178,3 +182,59 @@ async def test_an_agent_whose_store_takes_2s_per_commit_is_never_suspected(
             for p in procs.agents:
                 p.kill9()
             nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real full disk: a 512 KiB tmpfs (root only; CI runs as root and must not skip)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        msg = "a real full disk needs root and mount(8)"
+        if docker_required():
+            pytest.fail(msg + " [SHOAL_REQUIRE_DOCKER=1]")
+        pytest.skip(msg)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(disk)], check=True)
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_full_disk_makes_a_real_agent_unhealthy_not_dead_until_space_returns(
+    cluster: Cluster, small_disk: Path
+) -> None:
+    """The issue's repro (a full disk killed the agent through an unhandled OperationalError in
+    a background loop), on a real process whose data dir is a tiny tmpfs."""
+    agent = cluster.add("full", extra=["--data-dir", str(small_disk)])
+    cluster.wait_healthy([agent])
+    spec = {"image": "busybox", "replicas": 1, "memory": 64, "cpus": 0.1}
+    big = {"BLOB": "x" * 30_000}
+    for i in range(60):  # far more than 512 KiB of WAL pages
+        r = httpx.put(f"{agent.api}/v1/projects/p{i}", json={**spec, "env": big}, timeout=30)
+        if r.status_code >= 500:
+            break
+        health = agent.get("/v1/health")
+        if health["status"] == "unhealthy":
+            break
+    health = wait_until(
+        "the agent to report its full disk",
+        lambda: (h := agent.get("/v1/health"))["status"] == "unhealthy" and h,
+        30,
+    )
+    assert health["storage"].startswith("error: "), health
+    assert "full" in health["storage"] or "I/O" in health["storage"], health
+    metrics = httpx.get(f"{agent.api}/metrics", timeout=10).text
+    assert "shoal_storage_healthy{store=" in metrics and "} 0.0" in metrics
+    time.sleep(2)  # the background loops keep running into the full disk
+    assert agent.running(), agent.log_text()[-3000:]
+    assert agent.get("/v1/members")[0]["status"] == "alive"
+    # space comes back: the queued writes commit, health clears, nothing was lost
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    wait_until("the agent to recover", lambda: agent.get("/v1/health")["storage"] == "ok", 30)
+    assert "Traceback" not in agent.log_text()
+    assert agent.stop() == 0
+    again = cluster.add("again", extra=["--data-dir", str(small_disk)])
+    cluster.wait_healthy([again])
+    names = {p["name"] for p in again.get("/v1/projects")}
+    assert "p0" in names
