@@ -46,7 +46,8 @@ def install_join_routes(app: FastAPI, ctx: AgentContext) -> None:
             [(p.status, p.addr) for p in ctx.peers()],
         )
         now_s = time.time()
-        token = join_token.issue(seeds, ctx.keys, now_s, ttl_s)
+        # the ring as it is now (keys rotate at run time: `shoal keys`), primary first
+        token = join_token.issue(seeds, ctx.client.ring.keys(), now_s, ttl_s)
         expires_s = int(now_s + ttl_s)
         return {
             "token": token,
