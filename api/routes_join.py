@@ -47,7 +47,7 @@ def install_join_routes(app: FastAPI, ctx: AgentContext) -> None:
         )
         now_s = time.time()
         # the ring as it is now (keys rotate at run time: `shoal keys`), primary first
-        token = join_token.issue(seeds, ctx.client.ring.keys(), now_s, ttl_s)
+        token = join_token.issue(seeds, ctx.client.ring.keys, now_s, ttl_s)
         expires_s = int(now_s + ttl_s)
         return {
             "token": token,
