@@ -104,6 +104,11 @@ async def test_join_tokens_go_to_loopback_callers_only_without_an_api_token(
             assert r.status_code == 422 and r.json()["error"] == "invalid_request"
             r = await http.post("/v1/join-token", json={"ttl_s": 60})
             assert r.status_code == 200 and parse(r.json()["token"]).keys == tuple(ctx.keys)
+            # a key installed at run time (rotation) travels in the next token
+            rotated = bytes(range(32))
+            ctx.client.ring.install(rotated)
+            r = await http.post("/v1/join-token", json={"ttl_s": 60})
+            assert parse(r.json()["token"]).keys == (*ctx.keys, rotated)
         nursery.cancel_scope.cancel()
 
 
