@@ -3,6 +3,8 @@ agent-to-agent requests are sealed for one destination, used once, and encrypted
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -157,3 +159,42 @@ def test_the_dependency_floors_are_past_the_host_header_bypass() -> None:
     )
     assert tuple(int(p) for p in pins["starlette"].split(".")[:3]) >= (1, 0, 1)
     assert tuple(int(p) for p in version("starlette").split(".")[:3]) >= (1, 0, 1)
+
+
+async def test_a_non_ascii_seal_header_is_a_json_401_and_logged(
+    pair: tuple[AgentContext, AgentContext],
+) -> None:
+    """The issue: a non-ASCII X-Shoal-Auth gave a plain-text 500 with no log line."""
+    a, _b = pair
+    stream = await trio.open_tcp_stream("127.0.0.1", a.config.api_port)
+    async with stream:
+        await stream.send_all(
+            b"POST /internal/drain HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            b"X-Shoal-Auth: \xff\xfe\xe9:\xd9\xa1\r\nContent-Length: 2\r\n\r\n{}"
+        )
+        answer = b""
+        with trio.fail_after(10):
+            while chunk := await stream.receive_some(65536):
+                answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == b"401", answer[:300]
+    assert b"application/json" in head.lower()
+    assert json.loads(body)["error"] == "unauthorized"
+    assert not a.draining
+    metrics = a.metrics.render().decode()
+    assert 'shoal_internal_refused_total{reason="malformed"} 1.0' in metrics
+
+
+async def test_unkeyed_gossip_tcp_is_dropped_and_shown_in_metrics(
+    pair: tuple[AgentContext, AgentContext],
+) -> None:
+    a, _b = pair
+    stream = await trio.open_tcp_stream("127.0.0.1", a.config.gossip_port)
+    async with stream:
+        await stream.send_all(b"\x00\x80\x00\x00" + b"\x00" * 100)  # "8 MiB follow", no key
+        # closed after the header (or reset: the rest was never read)
+        with trio.fail_after(5), contextlib.suppress(trio.BrokenResourceError):
+            assert await stream.receive_some(10) == b""
+    async with httpx.AsyncClient(timeout=10) as http:
+        text = (await http.get(f"{a.api_url}/metrics")).text
+    assert 'shoal_gossip_packets_dropped_total{reason="tcp_bad_header"} 1.0' in text
