@@ -40,6 +40,20 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _fleet_lines(result: Mapping[str, Any]) -> list[str]:
+    """For `--from-cluster`: whose fleet, what fails, what was left out."""
+    fleet = result.get("fleet")
+    if not fleet:
+        return []
+    target = result.get("target", {})
+    lines = [
+        f"fleet of {fleet['source']}: {_scenario_title(result)} "
+        f"(region {target.get('region')}, zone {target.get('zone')})"
+    ]
+    lines += [f"  left out: {note}" for note in fleet.get("notes", [])]
+    return lines
+
+
 def to_text(result: Mapping[str, Any]) -> str:
     d = result["detection"]
     r = result["recovery"]
@@ -48,6 +62,7 @@ def to_text(result: Mapping[str, Any]) -> str:
         f"scenario {result['scenario']}  seed {result['seed']}  "
         f"{result['agents']} agents / {result['regions']} regions  "
         f"{result['duration_s']:.0f} s simulated",
+        *_fleet_lines(result),
         "",
         "detection (s after the failure)      median    p99    max",
         f"  first suspicion                    {_fmt(d['first_suspect_s']['p50']):>6} "

@@ -85,8 +85,14 @@ async def test_the_simulated_fleet_is_the_live_one(
             str(report),
         ]
         assert await trio.to_thread.run_sync(sim_main, argv) == 0
+        text_argv = [a for a in argv if a != "--json"]
+        text_argv[text_argv.index("--report") + 1] = str(tmp_path / "again.html")
+        json_out = capsys.readouterr().out
+        assert await trio.to_thread.run_sync(sim_main, text_argv) == 0
+        text = capsys.readouterr().out
+        assert f"fleet of {url}: What if region eu goes down?" in text
         nursery.cancel_scope.cancel()
-    result: dict[str, Any] = json.loads(capsys.readouterr().out)
+    result: dict[str, Any] = json.loads(json_out)
     assert (result["agents"], result["regions"], result["recovery"]["projects"]) == (3, 2, 2)
     assert result["target"]["region"] == "eu"
     assert result["detection"]["failed"] == 2  # both eu agents, and only them
