@@ -38,21 +38,30 @@ class Marker:
 
 
 def nice_ticks(lo: float, hi: float, count: int = 6) -> list[float]:
-    """About `count` round tick values, the first at or below `lo`, the last at or above `hi`
-    (the axis then spans exactly the ticks)."""
+    """Round tick values (a step of 1, 2 or 5 times a power of ten), the first at or below
+    `lo`, the last at or above `hi` (the axis then spans exactly the ticks): of the steps giving
+    3 to `count` + 2 intervals, the one that wastes least room past the data, then the one with
+    more ticks (0-120 s reads 0, 20, ... 120, not 0, 50, 100, 150)."""
     if hi <= lo:
         hi = lo + 1.0
     raw = (hi - lo) / max(1, count - 1)
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
-    first = math.floor(lo / step + 1e-9) * step
-    last = math.ceil(hi / step - 1e-9) * step
-    ticks = []
-    value = first
-    while value <= last + step * 1e-9:
-        ticks.append(round(value, 10))
-        value += step
-    return ticks
+    exponent = math.floor(math.log10(raw))
+    best: tuple[float, int, float] | None = None
+    for e in (exponent - 1, exponent, exponent + 1):
+        for m in (1, 2, 5):
+            step = m * 10.0**e
+            first = math.floor(lo / step + 1e-9)
+            last = math.ceil(hi / step - 1e-9)
+            intervals = last - first
+            if not 3 <= intervals <= count + 2:
+                continue
+            key = ((last - first) * step, -intervals, step)
+            if best is None or key < best:
+                best = key
+    step = best[2] if best else 10.0 ** math.ceil(math.log10(hi - lo))
+    first_i = math.floor(lo / step + 1e-9)
+    last_i = math.ceil(hi / step - 1e-9)
+    return [round(i * step, 10) for i in range(first_i, last_i + 1)]
 
 
 def _fmt(value: float) -> str:

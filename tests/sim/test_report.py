@@ -118,3 +118,9 @@ def test_nice_ticks_are_round_and_cover_the_range(lo: float, hi: float) -> None:
     mantissa = step / 10 ** math.floor(math.log10(step))
     assert round(mantissa, 6) in (1, 2, 5)
     assert all(abs((b - a) - step) < 1e-9 for a, b in itertools.pairwise(ticks))
+
+
+def test_axes_waste_no_room_past_round_data() -> None:
+    assert nice_ticks(0, 120) == [0, 20, 40, 60, 80, 100, 120]
+    assert nice_ticks(0, 60) == [0, 10, 20, 30, 40, 50, 60]
+    assert nice_ticks(0, 100) == [0, 20, 40, 60, 80, 100]
