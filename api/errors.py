@@ -16,6 +16,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from node.store_writer import StorageError
+
 MAX_BODY_BYTES = 256 * 1024
 BODY_DEADLINE_S = 30.0  # the whole body, however it is trickled (a slot is held meanwhile)
 
@@ -43,6 +45,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(error_body(exc.error, exc.detail), status_code=exc.status)
+
+    @app.exception_handler(StorageError)
+    async def _storage(_: Request, exc: StorageError) -> JSONResponse:
+        # the change is in memory but not known to be on disk (node.store_writer): a 503 the
+        # caller may retry, as every write is declarative
+        return JSONResponse(error_body("storage_error", exc.detail), status_code=503)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

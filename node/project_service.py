@@ -162,6 +162,7 @@ class ProjectService:
         """The project's owner acts on it on its own (recovery, rollouts): it must have the
         new desired state before this agent acts, or it would undo what we do next (recreate
         what a scale-down removed); everyone else learns it from gossip in the background."""
+        await self.registry.sync()  # on disk here before it is spread or acknowledged
         alive = [p.name for p in self.executor.peers() if p.status == "alive"]
         owner = recovery_owner(entry.name, alive)
         if owner is not None and owner != self.me:

@@ -210,13 +210,16 @@ def test_a_full_disk_makes_a_real_agent_unhealthy_not_dead_until_space_returns(
     cluster.wait_healthy([agent])
     spec = {"image": "busybox", "replicas": 1, "memory": 64, "cpus": 0.1}
     big = {"BLOB": "x" * 30_000}
+    refused = None
     for i in range(60):  # far more than 512 KiB of WAL pages
         r = httpx.put(f"{agent.api}/v1/projects/p{i}", json={**spec, "env": big}, timeout=30)
         if r.status_code >= 500:
+            refused = r
             break
-        health = agent.get("/v1/health")
-        if health["status"] == "unhealthy":
-            break
+        assert r.status_code == 200, r.text
+    # a write is acknowledged only once on disk: the one that found the disk full is a 503
+    assert refused is not None and refused.status_code == 503, refused
+    assert refused.json()["error"] == "storage_error"
     health = wait_until(
         "the agent to report its full disk",
         lambda: (h := agent.get("/v1/health"))["status"] == "unhealthy" and h,
