@@ -40,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--failures", type=int, default=5, help="rolling-failures: how many")
     p.add_argument("--stall", type=float, default=3.0, help="slow-nodes: stall length (s)")
     p.add_argument(
+        "--cross-region-ms",
+        type=float,
+        default=40.0,
+        help="one-way latency between regions (same region: 0.5 ms); 0.5 models one machine",
+    )
+    p.add_argument(
         "--from-cluster",
         metavar="URL",
         help="simulate the live cluster of the agent at URL (its members and projects) instead "
@@ -92,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             interval_s=a.interval,
             failures=a.failures,
             stall_s=a.stall,
+            cross_region_ms=a.cross_region_ms,
         )
     except ValueError as exc:
         print(f"shoal sim: {exc}", file=sys.stderr)
