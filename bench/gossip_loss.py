@@ -11,7 +11,9 @@ each loss level, in order:
      then quiet: both clusters polled every 0.5 s for QUIET seconds; a false death is an
      (observer, member) pair where a live member is called dead (Serf: failed). The agents'
      own logs are counted as well, over both intervals (Shoal `member.dead`, Serf
-     `EventMemberFailed`), so a death that flips back between two polls is not missed. CPU
+     `EventMemberFailed`), so a death that flips back between two polls is not missed, and so
+     are refutations, i.e. live members suspected (Serf: "Refuting a suspect message"; Shoal:
+     incarnations gained, as Shoal does not log a refutation at info level). CPU
      per agent is also given for the polled interval (it includes answering the poller: Shoal
      over HTTP, Serf over its msgpack RPC);
   2. ROUNDS times: kill -9 one Shoal and one Serf agent at the same moment; the time until
@@ -112,6 +114,12 @@ class SerfCluster:
 
     dead_word = "failed"
     log_dead = re.compile(r"EventMemberFailed: (\S+)")
+    log_refute = re.compile(r"Refuting a (?:suspect|dead) message")
+
+    def refutations(self, before: list[str], since: list[str]) -> int:
+        """memberlist logs each refutation once, at the member that refutes."""
+        del before
+        return sum(len(self.log_refute.findall(text)) for text in since)
 
     def __init__(self, ns: LossyNamespace, base: Path, n: int) -> None:
         self.ns, self.base, self.n = ns, base, n
@@ -183,6 +191,21 @@ class ShoalCluster:
 
     dead_word = "dead"
     log_dead = re.compile(r"member\.dead\b.*?member=(\S+)")
+    log_incarnation = re.compile(r"member\.\w+ member=(\S+) incarnation=(\d+)")
+
+    def refutations(self, before: list[str], since: list[str]) -> int:
+        """Incarnations gained since the mark, summed over members: each is a refutation (or
+        a metadata change, which a quiet fake-runtime cluster does not make)."""
+
+        def highest(texts: list[str]) -> dict[str, int]:
+            top: dict[str, int] = {}
+            for text in texts:
+                for m in self.log_incarnation.finditer(text):
+                    top[m.group(1)] = max(top.get(m.group(1), 0), int(m.group(2)))
+            return top
+
+        old, new = highest(before), highest(before + since)
+        return sum(inc - old.get(name, inc) for name, inc in new.items())
 
     def __init__(self, ns: LossyNamespace, base: Path, n: int) -> None:
         key = base / "cluster.key"
@@ -263,15 +286,21 @@ class Observer:
         path = self.system.log_path(i)
         return path.stat().st_size if path.exists() else 0
 
+    def logs(self) -> tuple[list[str], list[str]]:
+        """Each agent's log before mark_logs() and since."""
+        before, since = [], []
+        for i, start in self.log_offsets.items():
+            text = self.system.log_path(i).read_bytes()
+            before.append(text[:start].decode(errors="replace"))
+            since.append(text[start:].decode(errors="replace"))
+        return before, since
+
     def logged_deaths(self) -> list[str]:
         """Every member any agent's log has called dead since mark_logs(), once per call."""
-        names = []
-        for i, start in self.log_offsets.items():
-            with open(self.system.log_path(i), "rb") as f:
-                f.seek(start)
-                text = f.read().decode(errors="replace")
-            names += [m.group(1) for m in self.system.log_dead.finditer(text)]
-        return names
+        return [m.group(1) for text in self.logs()[1] for m in self.system.log_dead.finditer(text)]
+
+    def logged_refutations(self) -> int:
+        return self.system.refutations(*self.logs())
 
 
 def wait_whole(observers: list[Observer], timeout_s: float) -> None:
@@ -327,6 +356,7 @@ def quiet_interval(
         out[type(ob.system).__name__] = {
             "false_pairs": len(ob.false_pairs),
             "false_logged": len(ob.logged_deaths()),
+            "refutations": ob.logged_refutations(),
             "idle_cpu_pct": idle_pct,
             "cpu_pct": mean_cpu_pct(ob, before, elapsed),
             "unanswered": ob.unanswered,
@@ -446,9 +476,9 @@ def main() -> None:
     print(
         "| loss | system | kill -9 until every survivor says dead: median / max"
         " | false deaths, quiet (polled pairs / logged) | false deaths during kills"
-        " | CPU per agent, idle / polled 2x/s |"
+        " | refutations, quiet | CPU per agent, idle / polled 2x/s |"
     )
-    print("|---:|---|---:|---:|---:|---:|")
+    print("|---:|---|---:|---:|---:|---:|---:|")
     labels = {"ShoalCluster": "shoal", "SerfCluster": "serf"}
     for row in results["levels"]:
         for key, label in labels.items():
@@ -457,7 +487,7 @@ def main() -> None:
                 f"| {row['loss']:.0%} | {label} | {fmt(row['detect'][key])}"
                 f" | {q['false_pairs']} / {q['false_logged']}"
                 f" | {row['kill'][key]['false_pairs']} / {row['kill'][key]['false_logged']}"
-                f" | {q['idle_cpu_pct']:.2f} / {q['cpu_pct']:.2f} % |"
+                f" | {q['refutations']} | {q['idle_cpu_pct']:.2f} / {q['cpu_pct']:.2f} % |"
             )
     for row in results["levels"]:
         evidence = ", ".join(
