@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from api.auth import ApiGuardMiddleware, ApiPolicy
 from api.errors import BodyLimitMiddleware, install_error_handlers
+from api.openapi import install_openapi
 from api.routes_events import install_event_routes
 from api.routes_ingress import install_ingress_routes
 from api.routes_internal import install_internal_routes
@@ -33,6 +34,7 @@ def create_app(ctx: AgentContext) -> FastAPI:
     install_event_routes(app, ctx)
     install_log_routes(app, ctx)
     install_ui_routes(app)
+    install_openapi(app)  # every answer documented, in the one error shape
     app.add_middleware(BodyLimitMiddleware)
     # added last, so outermost: a refused request is never routed nor its body read
     app.add_middleware(ApiGuardMiddleware, policy=ApiPolicy.from_config(ctx.config))

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from node.store_writer import StorageError
@@ -36,8 +37,17 @@ def error_body(error: str, detail: str, **extra: Any) -> dict[str, Any]:
     return {"error": error, "detail": detail, **extra}
 
 
+_UNION_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
+
+
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:
-    parts = [str(p) for p in loc if p not in ("body",)]
+    """`("body", "memory", "constrained-str")` -> `memory`: pydantic names the branch of a
+    union that failed (`constrained-str`, `function-after[...]`); the caller names fields."""
+    parts = [
+        str(p)
+        for p in loc
+        if p != "body" and not (isinstance(p, str) and ("[" in p or "-" in p or p in _UNION_TAGS))
+    ]
     return ".".join(parts) or "body"
 
 
@@ -55,19 +65,32 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [f"{_field(e['loc'])}: {e['msg']}" for e in exc.errors()]
-        fields = [_field(e["loc"]) for e in exc.errors()]
+        fields = list(dict.fromkeys(_field(e["loc"]) for e in exc.errors()))
         return JSONResponse(
             error_body("invalid_request", "; ".join(problems), fields=fields), status_code=422
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # every method of the path, not just the first route's
+            headers["Allow"] = ", ".join(allowed_methods(app, request.scope))
         return JSONResponse(
-            error_body(code, str(exc.detail)),
-            status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),  # 405 carries Allow (RFC 9110 15.5.6)
+            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers
         )
+
+
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """The methods of every route whose path matches (RFC 9110 15.5.6: a 405 lists them all;
+    Starlette lists only those of the first route that matched the path)."""
+    methods: set[str] = set()
+    probe = {**scope, "method": "\0"}  # a method no route has: only the path is compared
+    for route in app.router.routes:
+        match, _ = route.matches(probe)
+        if match is Match.PARTIAL and isinstance(route, BaseRoute):
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 class BodyLimitMiddleware:

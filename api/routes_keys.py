@@ -32,7 +32,13 @@ from node.netaddr import is_loopback
 
 class KeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    key: str = Field(min_length=1, max_length=64, description="a cluster key in base64")
+    key: str = Field(
+        min_length=1,
+        max_length=64,
+        # 16, 24 or 32 bytes in base64, as the schema's readers (schemathesis) must know
+        pattern=r"^([A-Za-z0-9+/]{22}==|[A-Za-z0-9+/]{32}|[A-Za-z0-9+/]{43}=)$",
+        description="a cluster key in base64 (16, 24 or 32 bytes)",
+    )
 
 
 def install_key_routes(app: FastAPI, ctx: AgentContext) -> None:

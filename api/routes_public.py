@@ -8,11 +8,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Header, Query, Request
+from fastapi import APIRouter, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.errors import ApiError
-from api.models import ProjectSpecIn, PruneIn, RollbackIn, ScaleIn, check_project_name
+from api.models import (
+    NODE_NAME_PATTERN,
+    PROJECT_NAME_PATTERN,
+    SERVO_ID_PATTERN,
+    ProjectSpecIn,
+    PruneIn,
+    RollbackIn,
+    ScaleIn,
+    check_project_name,
+)
 from node.context import AgentContext
 from node.executor import Outcome
 from node.idempotency import MAX_KEY_CHARS, IdempotencyStore, KeyInFlight, KeyReused
@@ -22,6 +31,10 @@ from node.project_service import NotFound
 from node.projects import Project
 from node.secret_box import SecretBox
 from node.store_writer import storage_status
+
+# path parameters carry their pattern: a bad name is a documented 422 before any route code
+ProjectName = Annotated[str, Path(pattern=PROJECT_NAME_PATTERN, max_length=63)]
+NodeName = Annotated[str, Path(pattern=NODE_NAME_PATTERN, max_length=253)]
 
 
 def _name(name: str) -> str:
@@ -94,12 +107,14 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
         return service.list_all()
 
     @router.get("/projects/{name}")
-    async def show_project(name: str) -> dict[str, Any]:
+    async def show_project(name: ProjectName) -> dict[str, Any]:
         return service.view(await get_project(name))
 
     @router.get("/projects/{name}/logs")
     async def project_logs(
-        name: str, servo: str | None = None, tail: Annotated[int, Query(ge=1, le=10_000)] = 50
+        name: ProjectName,
+        servo: Annotated[str | None, Query(pattern=SERVO_ID_PATTERN)] = None,
+        tail: Annotated[int, Query(ge=1, le=10_000)] = 50,
     ) -> dict[str, Any]:
         await get_project(name)
         try:
@@ -108,12 +123,12 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
             raise ApiError(404, "not_found", str(exc)) from None
 
     @router.get("/projects/{name}/history")
-    async def history(name: str) -> dict[str, Any]:
+    async def history(name: ProjectName) -> dict[str, Any]:
         await get_project(name)
         return service.history(name)
 
     @router.post("/projects/{name}/rollback", dependencies=mutating)
-    async def rollback(name: str, body: RollbackIn | None = None) -> dict[str, Any]:
+    async def rollback(name: ProjectName, body: RollbackIn | None = None) -> dict[str, Any]:
         await get_project(name)
         try:
             project, outcome = await service.rollback(name, body.to if body else None)
@@ -123,20 +138,24 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
 
     @router.put("/projects/{name}", dependencies=mutating)
     async def put_project(
-        name: str,
+        name: ProjectName,
         spec: ProjectSpecIn,
         request: Request,
         idempotency_key: Annotated[str | None, Header()] = None,
     ) -> Response:
+        """Create or update a project. Beyond the schema, a spec is refused (422) when its
+        health check's port is not one of `ports`, its `timeout_s` is over its `interval_s`,
+        or a secret shares its name with an env variable; and a spec needing more memory than
+        the largest host has is a 409 (the cluster could never run it)."""
         known = ctx.registry.get(_name(name))
         project = spec.to_project(
             name, box=SecretBox(ctx.keys), prior=known.project if known is not None else None
         )
         largest = max((p.memory_total_mb for p in ctx.peers() if p.reachable), default=0)
-        if largest and project.memory_mb > largest:
+        if largest and project.memory_mb > largest:  # a fact of the cluster, not the spec
             raise ApiError(
-                422,
-                "invalid_request",
+                409,
+                "larger_than_any_host",
                 f"memory: {project.memory_mb} MiB is more than the largest host has "
                 f"({largest} MiB): no servo of it could ever run",
             )
@@ -148,7 +167,7 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
 
     @router.post("/projects/{name}/scale", dependencies=mutating)
     async def scale(
-        name: str,
+        name: ProjectName,
         body: ScaleIn,
         request: Request,
         idempotency_key: Annotated[str | None, Header()] = None,
@@ -162,7 +181,9 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
 
     @router.post("/projects/{name}/stop", dependencies=mutating)
     async def stop(
-        name: str, request: Request, idempotency_key: Annotated[str | None, Header()] = None
+        name: ProjectName,
+        request: Request,
+        idempotency_key: Annotated[str | None, Header()] = None,
     ) -> Response:
         await get_project(name)
 
@@ -173,7 +194,9 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
 
     @router.post("/projects/{name}/start", dependencies=mutating)
     async def start(
-        name: str, request: Request, idempotency_key: Annotated[str | None, Header()] = None
+        name: ProjectName,
+        request: Request,
+        idempotency_key: Annotated[str | None, Header()] = None,
     ) -> Response:
         await get_project(name)
 
@@ -183,7 +206,7 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
         return await idempotent(request, idempotency_key, None, work)
 
     @router.delete("/projects/{name}", dependencies=mutating)
-    async def destroy(name: str, keep_volumes: bool = False) -> dict[str, Any]:
+    async def destroy(name: ProjectName, keep_volumes: bool = False) -> dict[str, Any]:
         project = await get_project(name)
         removed = await service.destroy(project.name, keep_volumes=keep_volumes)
         return {
@@ -194,7 +217,9 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
         }
 
     @router.get("/volumes")
-    async def volumes(node: str | None = None) -> dict[str, Any]:
+    async def volumes(
+        node: Annotated[str | None, Query(pattern=NODE_NAME_PATTERN, max_length=253)] = None,
+    ) -> dict[str, Any]:
         try:
             found, silent = await service.volumes(node)
         except NotFound as exc:
@@ -226,14 +251,14 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
         return result
 
     @router.post("/members/{node}/drain", dependencies=mutating)
-    async def drain(node: str) -> dict[str, Any]:
+    async def drain(node: NodeName) -> dict[str, Any]:
         async def here() -> dict[str, Any]:
             return {"ok": True, "node": node, **await ctx.drainer.drain()}
 
         return await on_member(node, here, lambda p: ctx.client.drain(p.name, p.api))
 
     @router.post("/members/{node}/undrain", dependencies=mutating)
-    async def undrain(node: str) -> dict[str, Any]:
+    async def undrain(node: NodeName) -> dict[str, Any]:
         async def here() -> dict[str, Any]:
             ctx.drainer.undrain()
             return {"ok": True, "node": node, "draining": False}
@@ -241,7 +266,7 @@ def install_public_routes(app: FastAPI, ctx: AgentContext) -> None:
         return await on_member(node, here, lambda p: ctx.client.undrain(p.name, p.api))
 
     @router.post("/members/{node}/leave", dependencies=mutating)
-    async def leave(node: str) -> dict[str, Any]:
+    async def leave(node: NodeName) -> dict[str, Any]:
         async def here() -> dict[str, Any]:
             return await ctx.leave()
 

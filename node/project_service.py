@@ -240,8 +240,9 @@ class ProjectService:
             except PeerError:
                 silent.append(peer.name)
 
+        targets = self._targets(node)  # NotFound here, not wrapped in the nursery's group
         async with trio.open_nursery() as nursery:
-            for peer in self._targets(node):
+            for peer in targets:
                 nursery.start_soon(one, peer)
         return found, sorted(silent)
 

@@ -49,10 +49,19 @@ class SecretBox:
     """Seals and opens project secrets with the cluster key ring (first key primary)."""
 
     def __init__(self, keys: Sequence[bytes]) -> None:
+        """`keys` is the live ring (the agent's list, changed in place by `shoal keys`): read
+        at every call, so a rotation reaches boxes sealed and opened from then on."""
         if not keys:
             raise ValueError("a secret box needs at least one cluster key")
-        self._aeads = [AESGCM(_derive(k, _SEAL_INFO)) for k in keys]
-        self._digest_key = _derive(keys[0], _DIGEST_INFO)
+        self._keys = keys
+        self._derived: dict[bytes, tuple[AESGCM, bytes]] = {}
+
+    def _for(self, key: bytes) -> tuple[AESGCM, bytes]:
+        derived = self._derived.get(key)
+        if derived is None:
+            derived = (AESGCM(_derive(key, _SEAL_INFO)), _derive(key, _DIGEST_INFO))
+            self._derived[key] = derived
+        return derived
 
     def seal(self, project: str, secrets: Mapping[str, str]) -> str:
         """`secrets` as one box (text, safe in JSON); "" for no secrets."""
@@ -60,7 +69,7 @@ class SecretBox:
             return ""
         plain = json.dumps(dict(sorted(secrets.items())), separators=(",", ":")).encode()
         nonce = os.urandom(NONCE_BYTES)
-        sealed = self._aeads[0].encrypt(nonce, plain, project.encode())
+        sealed = self._for(self._keys[0])[0].encrypt(nonce, plain, project.encode())
         return f"{VERSION}:{base64.b64encode(nonce + sealed).decode()}"
 
     def open(self, project: str, box: str) -> dict[str, str]:
@@ -74,7 +83,8 @@ class SecretBox:
         except (binascii.Error, ValueError):
             raise SecretError("a secret box is not base64") from None
         nonce, sealed = raw[:NONCE_BYTES], raw[NONCE_BYTES:]
-        for aead in self._aeads:
+        for key in list(self._keys):
+            aead = self._for(key)[0]
             try:
                 plain = aead.decrypt(nonce, sealed, project.encode())
             except (InvalidTag, ValueError):
@@ -88,4 +98,5 @@ class SecretBox:
         if not secrets:
             return ""
         plain = json.dumps(dict(sorted(secrets.items())), separators=(",", ":")).encode()
-        return hmac.new(self._digest_key, plain, hashlib.sha256).hexdigest()[:32]
+        digest_key = self._for(self._keys[0])[1]
+        return hmac.new(digest_key, plain, hashlib.sha256).hexdigest()[:32]

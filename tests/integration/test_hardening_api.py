@@ -148,11 +148,13 @@ async def test_bad_input_gets_4xx_never_500(agent: AgentContext) -> None:
             {"cpus": "inf"},
             {"memory": 10**19},
             {"image": "x\n\x00y"},
-            {"memory": "100G"},  # more than the largest host (4 GiB) has
         ):
             r = await c.put("/v1/projects/web", json={**SPEC, **change})
             assert r.status_code == 422, (change, r.text)
             assert r.json()["error"] == "invalid_request"
+        # more than the largest host (4 GiB) has: valid, but the cluster can never run it
+        r = await c.put("/v1/projects/web", json={**SPEC, "memory": "100G"})
+        assert (r.status_code, r.json()["error"]) == (409, "larger_than_any_host")
         r = await c.put("/v1/projects/abc%0A", json=SPEC)
         assert r.status_code == 422, r.text
         assert agent.registry.live() == []

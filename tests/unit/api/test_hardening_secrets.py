@@ -114,3 +114,17 @@ def _create() -> object:
     from placement.converge import Create
 
     return Create("web", "web-1-0", "n1", 0, 1, "test")
+
+
+def test_the_box_follows_a_rotation_of_the_live_ring() -> None:
+    ring = [KEY]
+    box = SecretBox(ring)  # the agent's own list, changed in place by `shoal keys`
+    old = box.seal("web", {"A": "1"})
+    ring[:] = [OTHER, KEY]  # install + use
+    new = box.seal("web", {"A": "2"})
+    assert SecretBox([OTHER]).open("web", new) == {"A": "2"}  # sealed with the new primary
+    assert box.open("web", old) == {"A": "1"}
+    ring[:] = [OTHER]  # the old key removed
+    assert box.open("web", new) == {"A": "2"}
+    with pytest.raises(SecretError):
+        box.open("web", old)
