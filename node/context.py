@@ -94,6 +94,8 @@ class AgentContext:
             broadcast=self.gossip.broadcast_app,
         )
         self.membership.delegate.on_spec = self.specs.merge_broadcast
+        self.membership.delegate.spec_digest = self.specs.digest
+        self.membership.delegate.on_spec_digest = self.specs.note_digest
         self.recovery = RecoveryLoop(
             cfg.name,
             self.registry,

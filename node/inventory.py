@@ -238,7 +238,10 @@ def key_of(payload: Sequence[Any]) -> str:
 
 class ClusterDelegate:
     """The agent's `gossip.core.AppDelegate`: servo inventory deltas into the replica, spec
-    entries to the spec replicator (`on_spec(entry_wire) -> news?`)."""
+    entries to the spec replicator (`on_spec(entry_wire) -> news?`). A push-pull carries this
+    host's whole inventory and the digest of its spec registry (`spec_digest`); a peer whose
+    registry differs is handed to `on_spec_digest(peer, digest)` (the replicator pulls from it),
+    Scuttlebutt's digest-first anti-entropy on the exchange gossip makes anyway."""
 
     def __init__(
         self,
@@ -248,6 +251,8 @@ class ClusterDelegate:
         self.own = own
         self.replica = own.replica
         self.on_spec = on_spec
+        self.spec_digest: Callable[[], str] = lambda: ""
+        self.on_spec_digest: Callable[[str, str], None] = lambda _peer, _digest: None
 
     def _bad(self, what: str) -> bool:
         self.replica._count(f"dropped.{what}")
@@ -271,11 +276,17 @@ class ClusterDelegate:
         return self._bad("app_payload")
 
     def local_state(self, join: bool) -> Any:
-        return self.own.full_state()
+        return {"i": self.own.full_state(), "s": self.spec_digest()}
 
     def merge_remote_state(self, now: float, sender: str, state: Any, join: bool) -> None:
+        if not isinstance(state, dict):
+            self._bad("app_state")
+            return
+        digest = state.get("s")
+        if isinstance(digest, str) and digest and digest != self.spec_digest():
+            self.on_spec_digest(sender, digest)
         try:
-            kind, host, version, items = state
+            kind, host, version, items = state["i"]
             if kind != INVENTORY or host != sender or host == self.own.host:
                 return
             parsed = [(str(sid), int(v), servo_from_wire(host, w)) for sid, v, w in items]

@@ -13,6 +13,7 @@ deploy: at 40 agents on two cores, a deploy took seconds).
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Callable
 from typing import Any
@@ -29,8 +30,12 @@ from node.projects import MAX_CLOCK_DRIFT_MS, Entry, Project, ProjectRegistry
 
 log = get_logger("node.specs")
 
-ANTI_ENTROPY_S = 3.0
-ANTI_ENTROPY_PEERS = 2  # peers whose digest each round compares with this agent's
+# Every gossip push-pull compares registry digests (node.inventory.ClusterDelegate) and a
+# difference pulls at once; this slower round of asked-for digests is the backstop for a
+# cluster whose push-pulls are far apart (30 s, more beyond 32 members).
+ANTI_ENTROPY_S = 10.0
+ANTI_ENTROPY_PEERS = 1  # peers whose digest each round compares with this agent's
+PULL_BACKLOG = 16
 PUSH_BACKLOG = 1000  # writes waiting to be pushed; beyond, anti-entropy carries them
 PUSH_FANOUT = 4
 PUSH_BATCH_S = 0.5  # writes made within this long travel together (one request, one fsync)
@@ -59,6 +64,7 @@ class SpecReplicator:
         self._on_merged = on_merged
         self._rng = random.Random()
         self._push_send, self._push_recv = trio.open_memory_channel[tuple[Entry, str]](PUSH_BACKLOG)
+        self._pull_send, self._pull_recv = trio.open_memory_channel[str](PULL_BACKLOG)
 
     def write(self, name: str, project: Project | None) -> Entry:
         entry = Entry(name, self.hlc.now(wall_ms()), project)
@@ -105,6 +111,16 @@ class SpecReplicator:
         except PeerError as exc:
             log.debug("specs.push_failed", peer=peer.name, detail=exc.detail)
 
+    def digest(self) -> str:
+        return self.registry.digest()
+
+    def note_digest(self, peer: str, digest: str) -> None:
+        """A push-pull showed `peer`'s registry differs from ours: pull from it soon."""
+        if digest != self.registry.digest():
+            # when pulls are already waiting, they bring what this one would
+            with contextlib.suppress(trio.WouldBlock):
+                self._pull_send.send_nowait(peer)
+
     def merge_broadcast(self, raw: Any) -> bool:
         """An entry from the APP channel: True when it was news (gossip then passes it on)."""
         return isinstance(raw, dict) and self.merge([raw]) > 0
@@ -134,6 +150,7 @@ class SpecReplicator:
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._pusher)
+            nursery.start_soon(self._puller)
             task_status.started()
             while True:
                 await trio.sleep(ANTI_ENTROPY_S)
@@ -153,6 +170,18 @@ class SpecReplicator:
                         skip.add(but)
                 # the peer a news came from already has it; with news from several, skip none
                 nursery.start_soon(self.push, list(batch.values()), but if len(skip) == 1 else "")
+
+    async def _puller(self) -> None:
+        async for name in self._pull_recv:
+            peer = next((p for p in self._peers() if p.name == name and p.reachable), None)
+            if peer is None:
+                continue
+            try:
+                raw = await self.client.pull_specs(peer.name, peer.api)
+            except PeerError as exc:
+                log.debug("specs.pull_failed", peer=peer.name, detail=exc.detail)
+                continue
+            self.merge(raw)
 
     async def pull_round(self, peers: int = ANTI_ENTROPY_PEERS) -> None:
         """Compare digests with `peers` random reachable peers; pull from those that differ."""

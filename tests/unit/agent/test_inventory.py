@@ -102,7 +102,7 @@ def test_a_lost_delta_is_noticed_and_repaired_by_a_pull() -> None:
     assert not r.replica.hosts["h1"].consistent()
     assert r.replica.due_pulls(10.0 + PULL_GRACE_S / 2, lambda _h: True) == []  # maybe reordered
     assert r.replica.due_pulls(10.0 + PULL_GRACE_S, lambda _h: True) == ["h1"]
-    r.merge_remote_state(12.0, "h1", own.full_state(), False)
+    r.merge_remote_state(12.0, "h1", {"i": own.full_state()}, False)
     assert r.replica.hosts["h1"].consistent()
     assert {s.servo_id for s in r.replica.servos("h1")} == set(records)
     # the lost delta arriving late changes nothing: the whole inventory is newer
@@ -139,7 +139,7 @@ def test_a_stale_whole_inventory_does_not_undo_newer_deltas() -> None:
     records["p9-1-0-abcd"] = record("p9-1-0-abcd")
     for d in own.publish(1.0, records.values(), 0):
         r.notify(1.0, d)
-    r.merge_remote_state(2.0, "h1", old_state, False)
+    r.merge_remote_state(2.0, "h1", {"i": old_state}, False)
     assert "p9-1-0-abcd" in {s.servo_id for s in r.replica.servos("h1")}
 
 
@@ -147,7 +147,7 @@ def test_only_the_host_itself_is_believed_about_its_whole_inventory() -> None:
     own, records = host_with(2)
     own.publish(0.0, records.values(), 0)
     r = receiver()
-    r.merge_remote_state(0.0, "mallory", own.full_state(), False)
+    r.merge_remote_state(0.0, "mallory", {"i": own.full_state()}, False)
     assert r.replica.servos("h1") == ()
 
 
@@ -212,3 +212,23 @@ def test_metadata_stays_small_whatever_the_host_runs() -> None:
     assert encoded_size([meta]) <= META_MAX_BYTES
     with pytest.raises(MetaTooLarge, match="512"):
         check_meta({**meta, "region": "x" * 600})
+
+
+def test_a_push_pull_with_a_differing_spec_registry_asks_for_a_pull() -> None:
+    r = receiver()
+    r.spec_digest = lambda: "aaaa"
+    asked: list[tuple[str, str]] = []
+    r.on_spec_digest = lambda peer, digest: asked.append((peer, digest))
+    r.merge_remote_state(0.0, "h1", {"i": None, "s": "aaaa"}, False)
+    assert asked == []
+    r.merge_remote_state(0.0, "h1", {"i": None, "s": "bbbb"}, False)
+    assert asked == [("h1", "bbbb")]
+    assert r.local_state(False)["s"] == "aaaa"
+
+
+@pytest.mark.parametrize("state", [None, [], "x", {"i": 5}, {"i": ["i", "h1", 1, [["s", 1]]]}])
+def test_a_malformed_push_pull_state_is_dropped_and_counted(state: Any) -> None:
+    r = receiver()
+    r.merge_remote_state(0.0, "h1", state, False)
+    assert sum(r.replica.counters.values()) == 1
+    assert r.replica.servos("h1") == ()
