@@ -234,7 +234,7 @@ class DockerRuntime:
 
         def create_and_start() -> None:
             api = self._api()
-            self._ensure_network(api, network, spec.project)
+            self._ensure_network(api, network, spec.project, labels.get("shoal.node", ""))
             host_config = api.create_host_config(
                 binds={volume: {"bind": "/data", "mode": "rw"}},
                 port_bindings={f"{c}/tcp": (host_addr, h) for c, h in host_ports},
@@ -270,13 +270,14 @@ class DockerRuntime:
         async with self._network_lock(spec.project):
             await self._call("container run", create_and_start)
 
-    def _ensure_network(self, api: Any, network: str, project: str) -> None:
+    def _ensure_network(self, api: Any, network: str, project: str, node: str) -> None:
         import docker.errors
 
         try:
             api.inspect_network(network)
         except docker.errors.NotFound:
-            labels = {"shoal.project": project, **self.extra_labels}
+            # shoal.node: the agent that made it (a sweep after a crash finds it by that)
+            labels = {"shoal.project": project, "shoal.node": node, **self.extra_labels}
             try:
                 api.create_network(network, driver="bridge", labels=labels)
             except docker.errors.APIError as exc:

@@ -46,6 +46,8 @@ def docker_client() -> Iterator[Any]:
         c.remove(force=True)
     for v in client.volumes.list(filters=flt):
         v.remove(force=True)
+    for n in client.networks.list(filters=flt):  # the runtime's per-project networks
+        n.remove()
     client.close()
 
 

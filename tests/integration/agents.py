@@ -227,3 +227,6 @@ def make_docker_cluster(tmp_path: Path, docker_client: Any) -> Iterator[Cluster]
         c.remove(force=True)
     for v in vs:
         v.remove(force=True)
+    for n in docker_client.networks.list(filters={"label": "shoal.node"}):  # per project
+        if (n.attrs.get("Labels") or {}).get("shoal.node", "").startswith(RUN_ID):
+            n.remove()
