@@ -24,7 +24,8 @@ from node.membership import wall_ms
 from node.peers import PeerClient, PeerError, PeerRefused
 from node.projects import Project
 from node.runtime import ServoSpec
-from placement.converge import Create, Plan, Remove, Rollout, converge
+from placement.converge import Create, Plan, Remove, Rollout, ServoView, converge
+from placement.model import ClusterView
 
 log = get_logger("node.executor")
 
@@ -171,13 +172,20 @@ class Executor:
         self._on_create_seconds = on_create_seconds
         self.overlay = Overlay()
         self._locks: dict[str, trio.Lock] = {}
+        self._inputs: tuple[list[Peer], ClusterView, list[ServoView]] | None = None
 
     def peers(self) -> list[Peer]:
         """The membership view with this agent's own recent actions laid over it."""
         return self.overlay.apply(self._peers(), self._clock())
 
     def plan(self, project: Project, peers: list[Peer] | None = None) -> Plan:
-        view, servos = engine_inputs(self.peers() if peers is None else peers)
+        if peers is None:
+            peers = self.peers()
+        # an owner round plans every project it owns from one list of peers: build the
+        # engine's inputs from it once (the whole cluster's servos), not once per project
+        if self._inputs is None or self._inputs[0] is not peers:
+            self._inputs = (peers, *engine_inputs(peers))
+        _, view, servos = self._inputs
         return converge(project.desired(), view, servos, now_ms=self.wall_ms())
 
     async def converge(
