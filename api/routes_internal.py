@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -84,7 +84,9 @@ def sealed_route_class(
                     answer = await inner(request)
                 except (ApiError, RequestValidationError, StarletteHTTPException) as exc:
                     answer = _render(exc)
-                plain = bytes(answer.body) if hasattr(answer, "body") else b""
+                # a streamed answer could not be sealed whole: internal routes answer bodies
+                assert not isinstance(answer, StreamingResponse), "internal answers are bodies"
+                plain = bytes(answer.body)
                 return Response(
                     seal_response(ring, nonce, answer.status_code, plain),
                     status_code=answer.status_code,
