@@ -40,6 +40,7 @@ log = get_logger("node.store")
 Statement = tuple[str, Sequence[Any]]
 BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 10.0
+_OUR_BUGS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
 MAX_BATCH = 1000  # statement groups per transaction: bounds one commit's time and memory
 
 
@@ -91,6 +92,7 @@ class DurableWriter:
         self._closing = False
         self.error: str | None = None  # why the last commit failed; None when healthy
         self.failures = 0  # failed commits since start (a counter for /metrics)
+        self.dropped = 0  # statement groups dropped as our own bug (never the disk's fault)
         self._users = 0
         self._trio_token: trio.lowlevel.TrioToken | None = None
         self._changed: trio.Event | None = None
@@ -176,7 +178,14 @@ class DurableWriter:
                     return
                 batch = self._pending[:MAX_BATCH]
             try:
-                self._commit(batch)
+                try:
+                    self._commit(batch)
+                except _OUR_BUGS:
+                    # not the disk: a statement of ours is wrong, and retrying would wedge
+                    # every later write behind it; commit the groups one by one, drop the bad
+                    # ones (logged, counted). Replaying committed groups is harmless: every
+                    # statement is an upsert or a delete.
+                    self._isolate(batch)
             except sqlite3.Error as exc:
                 detail = f"error: {exc}"
                 with self._cond:
@@ -203,6 +212,14 @@ class DurableWriter:
                 self.error = None
                 self._cond.notify_all()
             self._notify_trio()
+
+    def _isolate(self, batch: list[tuple[int, list[Statement]]]) -> None:
+        for group in batch:
+            try:
+                self._commit([group])
+            except _OUR_BUGS as exc:
+                self.dropped += 1
+                log.error("store.write_dropped", path=str(self.path), detail=str(exc))
 
     def _commit(self, batch: list[tuple[int, list[Statement]]]) -> None:
         if self.commit_delay_s:

@@ -106,3 +106,26 @@ def test_a_corrupt_file_is_named_with_what_to_do(tmp_path: Path) -> None:
     bad.write_bytes(b"not a database at all" * 200)
     with pytest.raises(CorruptStore, match=r"host\.db is not a readable Shoal store"):
         open_db(bad)
+
+
+async def test_a_bad_statement_of_ours_is_dropped_not_retried_forever(tmp_path: Path) -> None:
+    """A programming error (here a constraint violation) must not wedge every later write
+    behind it, as a disk error rightly does: the good groups of its batch still commit."""
+    writer = _table(tmp_path / "w.db")
+    gate = threading.Event()
+    real = writer._commit
+
+    def held(batch: Any) -> None:
+        gate.wait(5)  # let all three queue into one batch
+        real(batch)
+
+    writer._commit = held  # type: ignore[method-assign]
+    writer.submit([("INSERT INTO t VALUES (1)", ())])
+    writer.submit([("INSERT INTO t VALUES (1)", ())])  # duplicate key: IntegrityError
+    writer.submit([("INSERT INTO t VALUES (2)", ())])
+    gate.set()
+    with trio.fail_after(10):
+        await writer.sync()
+    assert writer.error is None and writer.dropped == 1
+    assert writer.db.execute("SELECT k FROM t ORDER BY k").fetchall() == [(1,), (2,)]
+    release(writer)
