@@ -51,8 +51,11 @@ LOG_MAX_FILES = "3"
 TMPFS = {"/tmp": "rw,nosuid,nodev,size=64m"}
 # One bridge network per project on each host: servos of a project reach each other, not the
 # servos of other projects (Docker's default bridge joins every container). Made with the
-# project's first servo here, removed with its last; volumes are never touched by it.
-NETWORK_PREFIX = "shoal-p-"
+# project's first servo here, removed with its last; volumes are never touched by it. Named for
+# the agent too: Docker does not refuse a second network of the same name, so two agents on one
+# engine (tests, a laptop) making "the" network of a project at once made two, and every later
+# create failed on an ambiguous name.
+NETWORK_PREFIX = "shoal-net-"
 EVENT_BUFFER = 256  # events in flight between the reader thread and Trio
 VOLUME_SIZES_TIMEOUT_S = 10.0  # `docker system df` walks every volume; never wait longer
 VOLUME_SIZES_CACHE_S = 60.0  # and never ask more than once a minute
@@ -64,8 +67,8 @@ def _engine_message(exc: BaseException) -> str:
     return str(explanation or exc).strip()
 
 
-def project_network(project: str) -> str:
-    return f"{NETWORK_PREFIX}{project}"
+def project_network(node: str, project: str) -> str:
+    return f"{NETWORK_PREFIX}{node}-{project}"
 
 
 def parse_event(raw: Mapping[str, Any]) -> ContainerEvent | None:
@@ -230,11 +233,12 @@ class DockerRuntime:
             "SHOAL_SERVO": spec.servo_id,
         }
 
-        network = project_network(spec.project)
+        node = str(labels.get("shoal.node", ""))
+        network = project_network(node, spec.project)
 
         def create_and_start() -> None:
             api = self._api()
-            self._ensure_network(api, network, spec.project, labels.get("shoal.node", ""))
+            self._ensure_network(api, network, spec.project, node)
             host_config = api.create_host_config(
                 binds={volume: {"bind": "/data", "mode": "rw"}},
                 port_bindings={f"{c}/tcp": (host_addr, h) for c, h in host_ports},
@@ -279,7 +283,7 @@ class DockerRuntime:
             # shoal.node: the agent that made it (a sweep after a crash finds it by that)
             labels = {"shoal.project": project, "shoal.node": node, **self.extra_labels}
             try:
-                api.create_network(network, driver="bridge", labels=labels)
+                api.create_network(network, driver="bridge", labels=labels, check_duplicate=True)
             except docker.errors.APIError as exc:
                 if exc.status_code != 409:  # made meanwhile by another agent on this engine
                     raise
@@ -289,13 +293,13 @@ class DockerRuntime:
         interleave on one host (a servo would be created on a network being removed)."""
         return self._locks.setdefault(project, trio.Lock())
 
-    async def _drop_network_if_unused(self, project: str) -> None:
+    async def _drop_network_if_unused(self, node: str, project: str) -> None:
         """Remove the project's network when no container is attached to it any more; the
         engine refuses while one is (another servo of it here, or another agent's on this
         engine), which is the answer we want."""
         import docker.errors
 
-        network = project_network(project)
+        network = project_network(node, project)
 
         def drop() -> None:
             api = self._api()
@@ -348,7 +352,7 @@ class DockerRuntime:
         await self._call("stop", lambda: self._api().stop(name, timeout=5))
 
     async def remove(self, name: str) -> None:
-        def rm() -> str | None:
+        def rm() -> tuple[str, str] | None:
             import docker.errors
 
             api = self._api()
@@ -358,12 +362,13 @@ class DockerRuntime:
                 return None
             with contextlib.suppress(docker.errors.NotFound):
                 api.remove_container(name, force=True)
-            project = labels.get("shoal.project")
-            return project if isinstance(project, str) else None
+            node, project = labels.get("shoal.node"), labels.get("shoal.project")
+            ok = isinstance(node, str) and isinstance(project, str)
+            return (str(node), str(project)) if ok else None
 
-        project = await self._call("remove", rm)
-        if project:
-            await self._drop_network_if_unused(project)
+        owner = await self._call("remove", rm)
+        if owner is not None:
+            await self._drop_network_if_unused(*owner)
 
     async def list_managed(self, node: str) -> list[str]:
         def ls() -> list[str]:

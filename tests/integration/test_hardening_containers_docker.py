@@ -98,21 +98,21 @@ async def test_a_network_per_project_made_first_removed_last(
     for sid in ("w1", "w2", "a1"):
         container = await inspect(docker_client, host, sid)
         nets[sid] = set(container.attrs["NetworkSettings"]["Networks"])
-    assert nets["w1"] == nets["w2"] == {project_network(web)}
-    assert nets["a1"] == {project_network(api)}  # projects do not share a network
+    assert nets["w1"] == nets["w2"] == {project_network(host.node, web)}
+    assert nets["a1"] == {project_network(host.node, api)}  # projects do not share a network
 
     def network_exists(name: str) -> bool:
         return bool(docker_client.networks.list(names=[name]))
 
     await host.remove_servo("w1", deregister_s=0)
-    assert await docker(lambda: network_exists(project_network(web)))  # w2 still uses it
+    assert await docker(lambda: network_exists(project_network(host.node, web)))  # w2 still uses it
     await host.remove_servo("w2", deregister_s=0)
-    assert not await docker(lambda: network_exists(project_network(web)))
+    assert not await docker(lambda: network_exists(project_network(host.node, web)))
     # a removed servo's volume is kept: the network's removal never touches volumes
     for sid in ("w1", "w2"):
         volume = volume_name(host.node, sid)
         assert await docker(lambda v=volume: docker_client.volumes.get(v))  # type: ignore[misc]
-    assert await docker(lambda: network_exists(project_network(api)))
+    assert await docker(lambda: network_exists(project_network(host.node, api)))
 
 
 async def test_secrets_reach_the_container_env_only(
@@ -129,3 +129,34 @@ async def test_secrets_reach_the_container_env_only(
 
 def _files_holding(root: Path, needle: bytes) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
+async def test_two_agents_on_one_engine_make_a_project_network_each(
+    docker_client: Any, run_labels: dict[str, str], tmp_path: Path
+) -> None:
+    # found by the ingress test: two agents making "the" network of a project at once made two
+    # networks of one name (Docker allows it), and every later create failed as ambiguous
+    hosts = []
+    for n in range(2):
+        node = f"{RUN_ID}-dup{n}{uuid.uuid4().hex[:4]}"
+        runtime = DockerRuntime(extra_labels=run_labels)
+        hosts.append(
+            HostService(node, runtime, HostStore(tmp_path / f"{n}.db", node), Capacity(1024, 2000))
+        )
+    project = f"{RUN_ID}-both"
+    try:
+        async with trio.open_nursery() as nursery:
+            for n, h in enumerate(hosts):
+                nursery.start_soon(h.create_servo, spec(f"d{n}", project))
+        for n, h in enumerate(hosts):
+            record = h.get(f"d{n}")
+            assert record is not None and record.state in ("starting", "running"), record
+            container = await inspect(docker_client, h, f"d{n}")
+            assert set(container.attrs["NetworkSettings"]["Networks"]) == {
+                project_network(h.node, project)
+            }
+    finally:
+        for h in hosts:
+            for record in h.list_servos():
+                await h.destroy_servo(record.servo_id)
+            h.close()
