@@ -19,13 +19,16 @@ each loss level, in order:
   2. ROUNDS times: kill -9 one Shoal and one Serf agent at the same moment; the time until
      every survivor calls the victim dead is the latest of the survivors' first "dead"
      answers; any other member called dead meanwhile is a false death too; then both victims
-     are restarted and both clusters must be whole again before the next round.
+     are restarted and both clusters must be whole again before the next round;
+  3. with --frozen S: one agent of each system SIGSTOPped for S seconds (a host gone without
+     a word, unlike kill -9 on loopback, which answers with ICMP/RST), the others polled for
+     false deaths of live members meanwhile; then thawed, and both clusters whole again.
 
 The poller's own TCP ports (Shoal's API, Serf's RPC) are exempt from the drop so the figures do
 not include the poller's retransmits; the gossip ports, UDP and TCP, are not.
 
     .venv/bin/python bench/gossip_loss.py [--agents 10] [--losses 0 0.1 0.2] [--rounds 5]
-        [--idle 20] [--quiet 60] [--json]
+        [--idle 20] [--quiet 60] [--frozen 0] [--json]
 
 Needs root, `ip`, `iptables` and `serf` (apt-get install serf). Figures are printed, never
 asserted; tests/integration/test_gossip_loss_netns.py pins the no-false-death half.
@@ -364,6 +367,43 @@ def quiet_interval(
     return out
 
 
+def frozen_interval(observers: list[Observer], seconds: float) -> dict[str, dict[str, float]]:
+    """The last agent of each system frozen (SIGSTOP) for `seconds`: a host that vanished
+    without a word, as a power cut does (a kill -9 on loopback answers with ICMP and RST
+    instead). The others are polled: is any live member called dead while a dead one is in
+    the table? Then the frozen agents are thawed and must be taken back."""
+    out: dict[str, dict[str, float]] = {}
+    frozen = len(observers[0].system.names) - 1
+    others = list(range(frozen))
+    for ob in observers:
+        ob.false_pairs.clear()
+        ob.unanswered = 0
+        ob.mark_logs()
+        os.kill(ob.system.pid(frozen), signal.SIGSTOP)
+    t0 = time.monotonic()
+    k = 0
+    try:
+        while time.monotonic() - t0 < seconds:
+            for ob in observers:
+                ob.poll(others, {ob.system.names[frozen]})
+            k += 1
+            time.sleep(max(0.0, t0 + k * POLL_EVERY_S - time.monotonic()))
+    finally:
+        for ob in observers:
+            os.kill(ob.system.pid(frozen), signal.SIGCONT)
+    for ob in observers:
+        name = ob.system.names[frozen]
+        out[type(ob.system).__name__] = {
+            "false_pairs": len(ob.false_pairs),
+            "false_logged": sum(m != name for m in ob.logged_deaths()),
+            "frozen_deaths_logged": sum(m == name for m in ob.logged_deaths()),
+            "refutations": ob.logged_refutations(),
+            "unanswered": ob.unanswered,
+        }
+    wait_whole(observers, 180)
+    return out
+
+
 def kill_round(observers: list[Observer], victim: int, timeout_s: float) -> dict[str, float]:
     """Kill `victim` in every system at once; seconds until each system's survivors all say dead."""
     n = len(observers[0].system.names)
@@ -416,6 +456,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(5)
             row: dict[str, Any] = {"loss": loss}
             row["quiet"] = quiet_interval(observers, args.idle, args.quiet)
+            if args.frozen > 0:
+                row["frozen"] = frozen_interval(observers, args.frozen)
             for ob in observers:
                 ob.false_pairs.clear()
                 ob.unanswered = 0
@@ -463,6 +505,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--idle", type=float, default=20.0, help="unpolled seconds per level")
     parser.add_argument("--quiet", type=float, default=60.0, help="polled seconds per level")
+    parser.add_argument(
+        "--frozen", type=float, default=0.0, help="seconds per level with one agent SIGSTOPped"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     results = run(args)
@@ -496,6 +541,14 @@ def main() -> None:
             for k, v in row["kill"].items()
         )
         print(f"{row['loss']:.0%}: {row['dropped_packets']} packets dropped; {evidence}")
+    for row in results["levels"]:
+        for key, f in row.get("frozen", {}).items():
+            print(
+                f"{row['loss']:.0%}, one agent frozen {args.frozen:.0f} s: {labels[key]}"
+                f" false deaths {f['false_pairs']} polled pairs / {f['false_logged']} logged,"
+                f" {f['refutations']} refutations, frozen agent's deaths logged"
+                f" {f['frozen_deaths_logged']}"
+            )
 
 
 if __name__ == "__main__":
