@@ -302,6 +302,16 @@ class Observer:
         """Every member any agent's log has called dead since mark_logs(), once per call."""
         return [m.group(1) for text in self.logs()[1] for m in self.system.log_dead.finditer(text)]
 
+    def dead_lines(self, spare: set[str]) -> list[str]:
+        """The log lines (agent: line) that call a member not in `spare` dead: the evidence."""
+        out = []
+        for i, text in enumerate(self.logs()[1]):
+            for line in text.splitlines():
+                m = self.system.log_dead.search(line)
+                if m and m.group(1) not in spare:
+                    out.append(f"{self.system.names[i]}: {line.strip()}")
+        return out
+
     def logged_refutations(self) -> int:
         return self.system.refutations(*self.logs())
 
@@ -335,9 +345,9 @@ def mean_cpu_pct(ob: Observer, before: list[float], elapsed_s: float) -> float:
 
 def quiet_interval(
     observers: list[Observer], idle_s: float, seconds: float
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, Any]]:
     """`idle_s` unpolled (CPU of gossip alone; deaths from the logs), then `seconds` polled."""
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, Any]] = {}
     for ob in observers:
         ob.false_pairs.clear()
         ob.unanswered = 0
@@ -359,6 +369,7 @@ def quiet_interval(
         out[type(ob.system).__name__] = {
             "false_pairs": len(ob.false_pairs),
             "false_logged": len(ob.logged_deaths()),
+            "false_lines": ob.dead_lines(set()),
             "refutations": ob.logged_refutations(),
             "idle_cpu_pct": idle_pct,
             "cpu_pct": mean_cpu_pct(ob, before, elapsed),
@@ -367,12 +378,12 @@ def quiet_interval(
     return out
 
 
-def frozen_interval(observers: list[Observer], seconds: float) -> dict[str, dict[str, float]]:
+def frozen_interval(observers: list[Observer], seconds: float) -> dict[str, dict[str, Any]]:
     """The last agent of each system frozen (SIGSTOP) for `seconds`: a host that vanished
     without a word, as a power cut does (a kill -9 on loopback answers with ICMP and RST
     instead). The others are polled: is any live member called dead while a dead one is in
     the table? Then the frozen agents are thawed and must be taken back."""
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, Any]] = {}
     frozen = len(observers[0].system.names) - 1
     others = list(range(frozen))
     for ob in observers:
@@ -397,6 +408,7 @@ def frozen_interval(observers: list[Observer], seconds: float) -> dict[str, dict
             "false_pairs": len(ob.false_pairs),
             "false_logged": sum(m != name for m in ob.logged_deaths()),
             "frozen_deaths_logged": sum(m == name for m in ob.logged_deaths()),
+            "false_lines": ob.dead_lines({name}),
             "refutations": ob.logged_refutations(),
             "unanswered": ob.unanswered,
         }
@@ -480,6 +492,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "false_logged": sum(m not in killed for m in logged),
                     # evidence the log count works: (agents - 1) x rounds when all is well
                     "victim_deaths_logged": sum(m in killed for m in logged),
+                    "false_lines": o.dead_lines(killed),
                     "unanswered": o.unanswered,
                 }
             row["dropped_packets"] = ns.dropped_packets() - dropped0
