@@ -5,10 +5,13 @@ can hold.
   accepts, so beyond the cap new connections wait in the kernel's backlog instead of costing
   this process a file descriptor each (200 trickling clients once made a deploy time out with
   `EMFILE` in the log).
-- **Reads**: a connection that sends nothing for `READ_TIMEOUT_S` is closed (Hypercorn's
-  `read_timeout`), an idle keep-alive one after `KEEP_ALIVE_S`, and a request body must arrive
-  whole within `BODY_DEADLINE_S` (`api.errors.BodyLimitMiddleware`: 408), so trickling a byte
-  every few seconds does not keep a slot either.
+- **Reads**: a connection is idle until a request's headers are complete, and an idle one is
+  closed after `KEEP_ALIVE_S` (Hypercorn's keep-alive timer), so a client trickling its headers
+  is cut off; a request body must arrive whole within `BODY_DEADLINE_S`
+  (`api.errors.BodyLimitMiddleware`: 408), so trickling a byte every few seconds does not keep a
+  slot either. Hypercorn's `read_timeout` stays off: it also fires while the *answer* is under
+  way and the client is rightly silent, which cut every deploy that took longer than it (a
+  40-agent cluster on a loaded machine) and every event or log stream.
 
 Hypercorn's own `serve` has no connection cap, so this runs its per-connection `TCPServer`
 from an accept loop of our own (the same few lines as `hypercorn.trio.run.worker_serve`).
@@ -30,7 +33,6 @@ from node.logfmt import get_logger
 log = get_logger("api.server")
 
 MAX_CONNECTIONS = 256  # well under a default 1024-descriptor limit, beside gossip and Docker
-READ_TIMEOUT_S = 10  # silence on a connection with a request under way
 KEEP_ALIVE_S = 5.0  # an idle keep-alive connection
 H11_MAX_INCOMPLETE_BYTES = 16 * 1024  # request line + headers
 ACCEPT_BACKOFF_S = 0.1
@@ -45,7 +47,7 @@ def hypercorn_config(ctx: AgentContext) -> Any:
     hc.accesslog = None
     hc.errorlog = None
     hc.graceful_timeout = 1.0
-    hc.read_timeout = READ_TIMEOUT_S
+    hc.read_timeout = None  # see the module's docstring
     hc.keep_alive_timeout = KEEP_ALIVE_S
     hc.h11_max_incomplete_size = H11_MAX_INCOMPLETE_BYTES
     return hc

@@ -17,6 +17,7 @@ import api.server
 from node.context import AgentContext
 from node.secret_box import SecretBox
 from tests.integration.inproc import InProcCluster, all_see_alive, make_key, wait_for
+from tests.integration.test_events_api import RawStream
 
 TOKEN = "write-token-1"
 READ = "read-token-1"
@@ -283,3 +284,35 @@ async def test_secrets_are_never_shown_stored_or_sent_in_clear(
 
 def _files_holding(root: Path, needle: bytes) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
+async def test_silence_cuts_a_request_still_arriving_never_an_answer_under_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hypercorn's read timeout also fired while an answer was under way (a slow deploy, every
+    event stream): only the keep-alive timer, which runs until a request's headers are in,
+    and the body deadline may end a connection."""
+    monkeypatch.setattr(api.server, "KEEP_ALIVE_S", 1.0)
+    async with trio.open_nursery() as nursery:
+        cluster = InProcCluster(nursery, tmp_path, make_key(tmp_path))
+        ctx = await cluster.add("h1", api_token=TOKEN)
+        assert api.server.hypercorn_config(ctx).read_timeout is None
+        host, port = ctx.api_url.removeprefix("http://").split(":")
+        trickler = await trio.open_tcp_stream(host, int(port))
+        await trickler.send_all(f"GET /v1/health HTTP/1.1\r\nHost: {host}\r\n".encode())
+        with trio.fail_after(5):
+            assert await trickler.receive_some(4096) == b""  # closed after the keep-alive
+        await trickler.aclose()
+        raw = await RawStream.open(
+            ctx.config.api_port, "/v1/events/stream", {"Authorization": f"Bearer {TOKEN}"}
+        )
+        assert raw.status == 200
+        await trio.sleep(2.5)  # silent client, nothing new: the stream stays open
+        async with client(ctx) as c:
+            assert (await c.put("/v1/projects/late", json=SPEC)).status_code == 200
+        with trio.fail_after(10):
+            while "late" not in await raw.line():
+                pass
+        await raw.aclose()
+        await wait_for("the stream to end", lambda: ctx.events.subscribers == 0, 10)
+        nursery.cancel_scope.cancel()
