@@ -26,6 +26,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from node.host import DEREGISTER_S
 from tests.integration.agents import Cluster, make_cluster
 
 POLL_S = 0.02
@@ -123,25 +124,32 @@ def run(base: Path, args: argparse.Namespace) -> None:
         before = {a: gossip_bytes_out(a) for a in apis}
         time.sleep(args.idle_s)
         idle = [(gossip_bytes_out(a) - before[a]) / args.idle_s for a in apis]
-        times = []
+        times: list[float] = []
+        removals: list[float] = []
         before = {a: gossip_bytes_out(a) for a in apis}
         t_changes = time.perf_counter()
         for k in range(args.changes):
             name = projects[k % len(projects)]
             down = trio.run(change, apis, name, args.agents - 1, args.limit_s)
             up = trio.run(change, apis, name, args.agents, args.limit_s)
-            times += [down, up]
+            removals.append(down)
+            times.append(up)
             print(f"  {name}: -1 servo seen everywhere after {down:.2f} s, +1 after {up:.2f} s")
         busy_s = time.perf_counter() - t_changes
         busy = [(gossip_bytes_out(a) - before[a]) / busy_s for a in apis]
         finite = [t for t in times if t != float("inf")]
         print(
             f"\n{args.agents} agents x {args.servos_per_host} servos per host, "
-            f"{len(times)} servo changes"
+            f"{len(times)} creates and {len(removals)} removals"
         )
         print(
-            f"  change in every agent's view: p50 {statistics.median(finite):.2f} s, "
+            f"  a new servo in every agent's view: p50 {statistics.median(finite):.2f} s, "
             f"max {max(times):.2f} s, over 2 s: {sum(1 for t in times if t > 2)}"
+        )
+        print(
+            f"  a removed servo out of every view: p50 {statistics.median(removals):.2f} s, "
+            f"max {max(removals):.2f} s (a running servo with ports is reported stopped and "
+            f"kept {DEREGISTER_S:.0f} s before it goes: ingress deregistration)"
         )
         print(
             f"  gossip bytes out per agent: idle {statistics.mean(idle) / 1000:.1f} kB/s "
