@@ -3,7 +3,8 @@
 Ten real agents (fake runtime) share one network namespace whose loopback drops 20 % of every
 packet, UDP and TCP alike (iptables `statistic --mode random`; tests/integration/lossy_netns.py
 says why not netem). Every agent's /v1/members is polled every 0.5 s for a quiet interval: no
-agent may ever call a live member dead. Then one agent is killed with SIGKILL and every
+agent may ever call a live member dead, and no agent's log may record such a death (a death
+refuted between two polls). Then one agent is killed with SIGKILL and every
 survivor must call it dead, still without calling anyone else dead. No timing is asserted (the
 machine is shared); bench/gossip_loss.py measures the times, beside Serf.
 
@@ -38,7 +39,7 @@ AGENTS = 10
 DROP = 0.20
 QUIET_S = 30.0
 POLL_EVERY_S = 0.5
-DEAD_LINE = re.compile(r"member\.dead\b.*")
+DEAD_LINE = re.compile(r"member\.dead\b.*?member=(\S+).*")
 
 
 @pytest.fixture
@@ -108,6 +109,12 @@ def dead_log_lines(agents: list[Agent]) -> str:
     )
 
 
+def logged_dead(agents: list[Agent]) -> list[tuple[str, str]]:
+    """(observer, member) for every death in the agents' logs: a complete record, where the
+    polls could miss a death refuted between two of them."""
+    return [(a.name, m.group(1)) for a in agents for m in DEAD_LINE.finditer(a.log_text())]
+
+
 def test_ten_agents_at_20_percent_loss_no_false_death_and_kill9_detected(
     lossy_ns: LossyNamespace, cluster: Cluster, request: pytest.FixtureRequest
 ) -> None:
@@ -135,6 +142,7 @@ def test_ten_agents_at_20_percent_loss_no_false_death_and_kill9_detected(
         f"live members called dead at {DROP:.0%} loss: {watch.false_deaths(set())}\n"
         + dead_log_lines(agents)
     )
+    assert not logged_dead(agents), "a death between polls:\n" + dead_log_lines(agents)
     dropped = lossy_ns.dropped_packets()
     assert dropped > 100, f"the drop rule took only {dropped} packets: no real loss"
     polls_due = int(QUIET_S / POLL_EVERY_S)
@@ -155,4 +163,14 @@ def test_ten_agents_at_20_percent_loss_no_false_death_and_kill9_detected(
     assert not watch.false_deaths({victim.name}), (
         f"live members called dead: {watch.false_deaths({victim.name})}\n" + dead_log_lines(agents)
     )
+    # the log check above means something only if a death does reach the logs
+    wait_until(
+        "every survivor to log the victim's death",
+        lambda: (
+            {o for o, m in logged_dead(survivors) if m == victim.name}
+            == {a.name for a in survivors}
+        ),
+        10,
+    )
+    assert {m for _, m in logged_dead(agents)} == {victim.name}, dead_log_lines(agents)
     assert all(a.running() for a in survivors), "a survivor exited:\n" + cluster.logs()
