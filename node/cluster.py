@@ -232,8 +232,12 @@ def _endpoint_dict(raw: Sequence[Any]) -> dict[str, Any]:
     return {"container_port": raw[0], "host": raw[1], "host_port": raw[2]}
 
 
-def peer_from_member(member: MemberLike, servos: tuple[ServoEntry, ...] = ()) -> Peer | None:
-    """None when a member's metadata is missing or malformed (a peer still joining)."""
+def peer_from_member(
+    member: MemberLike, servos: tuple[ServoEntry, ...] = (), inventory: int = 0
+) -> Peer | None:
+    """None when a member's metadata is missing or malformed (a peer still joining).
+    `servos` and `inventory`: the host's inventory as this agent's replica holds it (its
+    deltas may be newer than the metadata's version)."""
     meta = member.meta
     try:
         cap = meta["cap"]
@@ -252,7 +256,7 @@ def peer_from_member(member: MemberLike, servos: tuple[ServoEntry, ...] = ()) ->
             runtime=str(meta.get("runtime", "")),
             draining=bool(meta.get("draining", False)),
             stopping_ms=int(meta.get("stopping", 0) or 0),
-            inventory=int(meta.get("inv", 0) or 0),
+            inventory=max(inventory, int(meta.get("inv", 0) or 0)),
             digest=int(meta.get("dig", 0) or 0),
         )
     except (KeyError, IndexError, TypeError, ValueError):

@@ -26,6 +26,12 @@ from placement.converge import effective_status
 
 DEFAULT_RESTART_GRACE_S = 60.0
 REPAIR_INTERVAL_S = 0.5
+# Metadata that changed only with the inventory (free capacity, inventory version and digest)
+# goes out at most this often: each servo change is already a delta, and every metadata change
+# is an ALIVE every agent relays, sent three times as often as other news (own news). In a
+# stream of deploys that doubled the gossip each servo change cost everyone.
+INVENTORY_META_GAP_S = 1.0
+_INVENTORY_FIELDS = ("inv", "dig", "n")
 
 
 def wall_ms() -> int:
@@ -82,6 +88,7 @@ class MembershipView:
         self.stopping_ms = 0
         self._last_meta: dict[str, Any] = {}
         self._parsed: dict[str, tuple[Any, str, Any, Peer]] = {}
+        self._meta_at = float("-inf")
 
     @property
     def name(self) -> str:
@@ -100,7 +107,7 @@ class MembershipView:
             if hit is not None and hit[0] is m.meta and hit[1] == m.status and hit[2] is servos:
                 p: Peer | None = hit[3]
             else:
-                p = peer_from_member(m, servos)
+                p = peer_from_member(m, servos, self.replica.version(m.name))
             if p is None:
                 continue
             cache[m.name] = (m.meta, m.status, servos, p)
@@ -143,9 +150,13 @@ class MembershipView:
             digest=self.own.digest,
             servos=self.own.count,
         )
-        if meta != self._last_meta:
-            self._last_meta = meta
-            self.gossip.set_meta(meta)
+        if meta == self._last_meta:
+            return
+        now = self._monotonic_s()
+        if _inventory_only(self._last_meta, meta) and now - self._meta_at < INVENTORY_META_GAP_S:
+            return  # the next publish (a change, or the refresh every 2 s) carries it
+        self._last_meta, self._meta_at = meta, now
+        self.gossip.set_meta(meta)
 
     def repair_round(self) -> list[str]:
         """Note every alive member's claimed inventory version; the hosts to pull now."""
@@ -174,3 +185,18 @@ class MembershipView:
         """Last words of a graceful stop: peers hold this agent's servos for the grace."""
         self.stopping_ms = self._clock_ms()
         self.publish()
+
+
+def _inventory_only(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Did only what follows the inventory change (free capacity, version, digest, count)?"""
+    if not old or old.keys() != new.keys():
+        return False
+    for key in new:
+        if key in _INVENTORY_FIELDS:
+            continue
+        if key == "cap":
+            if (old[key][0], old[key][2]) != (new[key][0], new[key][2]):  # totals
+                return False
+        elif old[key] != new[key]:
+            return False
+    return True

@@ -36,6 +36,10 @@ log = get_logger("node.specs")
 ANTI_ENTROPY_S = 10.0
 ANTI_ENTROPY_PEERS = 1  # peers whose digest each round compares with this agent's
 PULL_BACKLOG = 16
+# During a stream of deploys two registries differ at almost every push-pull while the
+# broadcasts are still on their way; a whole-registry pull each time cost every agent more than
+# the broadcasts did. At most one such pull per this many seconds.
+PULL_MIN_GAP_S = 10.0
 PUSH_BACKLOG = 1000  # writes waiting to be pushed; beyond, anti-entropy carries them
 PUSH_FANOUT = 4
 PUSH_BATCH_S = 0.5  # writes made within this long travel together (one request, one fsync)
@@ -172,7 +176,11 @@ class SpecReplicator:
                 nursery.start_soon(self.push, list(batch.values()), but if len(skip) == 1 else "")
 
     async def _puller(self) -> None:
+        last = -PULL_MIN_GAP_S
         async for name in self._pull_recv:
+            if trio.current_time() - last < PULL_MIN_GAP_S:
+                continue
+            last = trio.current_time()
             peer = next((p for p in self._peers() if p.name == name and p.reachable), None)
             if peer is None:
                 continue
