@@ -5,13 +5,18 @@
 For each cluster size, in the same run: deploys through one agent, one request at a time
 (latency p50/p99, and the ratio of each size's p50 to the first size's: a deploy must not cost
 more on a larger cluster, since it asks only the hosts it places on), then through every agent
-at once with `--concurrency` clients each. Figures only; nothing is asserted.
+at once with `--concurrency` clients each. Also the CPU the agents spent (user + system, every
+agent process, from /proc) per deploy, in all and per agent: on one machine every agent's share
+of the gossip that carries each change lands on the same cores, so this tells whether the
+latency of a larger cluster is the deploy path's or the machine's. Figures only; nothing is
+asserted.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
 import sys
 import tempfile
@@ -24,6 +29,18 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.integration.agents import Cluster, make_cluster
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / TICK
+    return total
 
 
 def pct(values: list[float], q: float) -> float:
@@ -61,7 +78,7 @@ async def run_phase(
 
 def measure(
     base: Path, size: int, args: argparse.Namespace
-) -> list[tuple[str, float, list[float]]]:
+) -> list[tuple[str, float, list[float], float]]:
     gen = make_cluster(base)
     cluster: Cluster = next(gen)
     try:
@@ -72,19 +89,25 @@ def measure(
         cluster.wait_all_alive(timeout_s=180)
         time.sleep(3)  # let the joins' gossip settle before timing
         apis = [a.api for a in cluster.agents]
+        pids = [a.proc.pid for a in cluster.agents if a.proc is not None]
         rows = []
         one = [f"one-{i}" for i in range(args.projects)]
+        cpu0 = cpu_s(pids)
         wall, lat = trio.run(run_phase, apis[:1], one, args.replicas, 1)
-        rows.append((f"{size} agents: one agent, 1 client", len(lat) / wall, lat))
+        cpu = (cpu_s(pids) - cpu0) / len(lat)
+        rows.append((f"{size} agents: one agent, 1 client", len(lat) / wall, lat, cpu))
         if args.concurrency:
             many = [f"all-{i}" for i in range(args.projects)]
             some = apis[: min(len(apis), 5)]
+            cpu0 = cpu_s(pids)
             wall, lat = trio.run(run_phase, some, many, args.replicas, args.concurrency)
+            cpu = (cpu_s(pids) - cpu0) / len(lat)
             rows.append(
                 (
                     f"{size} agents: {len(some)} agents x {args.concurrency} clients",
                     len(lat) / wall,
                     lat,
+                    cpu,
                 )
             )
         return rows
@@ -113,12 +136,19 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="shoal-bench-") as tmp:
             rows += measure(Path(tmp), size, args)
     print(f"\nfake runtime, {args.projects} projects x {args.replicas} replicas per phase")
-    print(f"{'phase':<42} {'deploys/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'p50 / first':>12}")
+    print(
+        f"{'phase':<42} {'deploys/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'p50 / first':>12} "
+        f"{'CPU ms/deploy':>14} {'per agent':>10}"
+    )
     first = statistics.median(rows[0][2])
-    for label, rate, lat in rows:
+    for label, rate, lat, cpu in rows:
         p50, p99 = statistics.median(lat), pct(lat, 0.99)
         ratio = f"{p50 / first:.2f}" if "1 client" in label else ""
-        print(f"{label:<42} {rate:>10.1f} {p50 * 1000:>8.1f} {p99 * 1000:>8.1f} {ratio:>12}")
+        size = int(label.split()[0])
+        print(
+            f"{label:<42} {rate:>10.1f} {p50 * 1000:>8.1f} {p99 * 1000:>8.1f} {ratio:>12} "
+            f"{cpu * 1000:>14.1f} {cpu * 1000 / size:>10.2f}"
+        )
 
 
 if __name__ == "__main__":
