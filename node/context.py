@@ -148,7 +148,9 @@ class AgentContext:
         counters: Callable[[], Mapping[str, Mapping[str, int]]] | None = getattr(
             self.gossip, "counters", None
         )
-        return counters() if counters else {}
+        out = dict(counters()) if counters else {}
+        out["inventory"] = dict(self.membership.replica.counters)
+        return out
 
     def _look(self) -> Snapshot:
         peers = self.peers()

@@ -197,8 +197,9 @@ class OwnInventory:
         changed = [sid for sid, w in current.items() if self._published.get(sid, (0, None))[1] != w]
         removed = [sid for sid in self._published if sid not in current]
         if not changed and not removed:
-            if floor_version > self.version:  # a change we do not show (e.g. admission only)
-                self.version = floor_version
+            # a change of the host's counter that peers do not see (a record rewritten with
+            # the same visible fields) moves nothing: a version with no delta behind it would
+            # read as a gap and send every peer to pull this host's whole inventory
             return []
         deltas: list[list[Any]] = []
         for sid in sorted(changed) + sorted(removed):

@@ -50,6 +50,22 @@ class _LiveCollector(Collector):
         for reason, n in sorted(g.get("dropped", {}).items()):
             dropped.add_metric([reason], int(n))
         yield dropped
+        inv = g.get("inventory", {})
+        pulls = CounterMetricFamily(
+            "shoal_inventory_pulls",
+            "Whole servo inventories pulled from hosts whose copy here fell behind (a lost delta)",
+        )
+        pulls.add_metric([], int(inv.get("pulls", 0)))
+        yield pulls
+        bad = CounterMetricFamily(
+            "shoal_inventory_dropped",
+            "Application-channel payloads dropped as malformed, by kind",
+            labels=["kind"],
+        )
+        for key, n in sorted(inv.items()):
+            if key.startswith("dropped."):
+                bad.add_metric([key.removeprefix("dropped.")], int(n))
+        yield bad
 
 
 class _StorageCollector(Collector):
