@@ -93,6 +93,15 @@ class InventoryReplica:
         inv = self.hosts.get(host)
         return 0 if inv is None else inv.version
 
+    def seen(self, host: str, servo_id: str) -> int:
+        """The newest version this copy holds for one servo (its removal's, or the floor):
+        a delta no newer is a duplicate, known before its record is parsed."""
+        inv = self.hosts.get(host)
+        if inv is None:
+            return 0
+        known = inv.servos.get(servo_id)
+        return known[0] if known is not None else inv.gone.get(servo_id, inv.floor)
+
     # --- news in -----------------------------------------------------------------------------
     def apply_delta(
         self,
@@ -104,11 +113,10 @@ class InventoryReplica:
         entry: ServoEntry | None,
     ) -> bool:
         """One change of one servo (None: removed). True when it was news."""
+        if version <= self.seen(host, servo_id):
+            return False  # applied, overtaken, or older than a whole inventory we hold
         inv = self._host(host)
         known = inv.servos.get(servo_id)
-        seen = known[0] if known is not None else inv.gone.get(servo_id, inv.floor)
-        if version <= seen:
-            return False  # applied, overtaken, or older than a whole inventory we hold
         if known is not None:
             inv.digest ^= servo_hash(servo_id, known[0])
             del inv.servos[servo_id]
@@ -268,6 +276,10 @@ class ClusterDelegate:
                     return False  # our own news, passed back to us
                 if not isinstance(host, str) or not isinstance(sid, str):
                     return self._bad("inventory_delta")
+                if int(version) <= self.replica.seen(host, sid):
+                    # most receptions are duplicates (every agent passes news on several
+                    # times): answered without parsing the record
+                    return False
                 entry = None if wire is None else servo_from_wire(host, wire)
                 return self.replica.apply_delta(now, host, int(version), int(digest), sid, entry)
             if kind == SPEC and isinstance(payload[1], dict):

@@ -22,7 +22,7 @@ import trio
 
 from gossip.wire import encoded_size
 from node.cluster import Peer
-from node.hlc import HybridClock
+from node.hlc import HybridClock, Timestamp
 from node.logfmt import get_logger
 from node.membership import wall_ms
 from node.peers import PeerClient, PeerError
@@ -126,8 +126,20 @@ class SpecReplicator:
                 self._pull_send.send_nowait(peer)
 
     def merge_broadcast(self, raw: Any) -> bool:
-        """An entry from the APP channel: True when it was news (gossip then passes it on)."""
-        return isinstance(raw, dict) and self.merge([raw]) > 0
+        """An entry from the APP channel: True when it was news (gossip then passes it on).
+        Most receptions are duplicates: one no newer than what we hold is answered from its
+        name and timestamp, before the whole spec is parsed and checked."""
+        if not isinstance(raw, dict):
+            return False
+        try:
+            ts = Timestamp.from_wire(raw.get("ts"))
+        except ValueError:
+            ts = None
+        name = raw.get("name")
+        mine = self.registry.get(name) if isinstance(name, str) else None
+        if ts is not None and mine is not None and mine.ts >= ts:
+            return False
+        return self.merge([raw]) > 0
 
     def merge(self, raw: list[dict[str, Any]], sender: str = "") -> int:
         entries = []

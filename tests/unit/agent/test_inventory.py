@@ -235,3 +235,13 @@ def test_a_malformed_push_pull_state_is_dropped_and_counted(state: Any) -> None:
     r.merge_remote_state(0.0, "h1", state, False)
     assert sum(r.replica.counters.values()) == 1
     assert r.replica.servos("h1") == ()
+
+
+def test_a_duplicate_delta_is_refused_before_its_record_is_parsed() -> None:
+    own, records = host_with(1)
+    (delta,) = own.publish(0.0, records.values(), 0)
+    r = receiver()
+    assert r.notify(0.0, delta)
+    garbled = [*delta[:5], ["not", "a", "record"]]  # same version: never looked at
+    assert r.notify(0.1, garbled) is False
+    assert r.replica.counters == {}
