@@ -69,6 +69,8 @@ def start_agents(base: Path, runtime: str, log: Any) -> list[subprocess.Popen[by
             str(base / name),
             "--runtime",
             runtime,
+            "--bind",  # a local demo: gossip on loopback too (the agent's default is 0.0.0.0)
+            "127.0.0.1",
             "--cluster-key-file",
             str(key),
             "--memory",
