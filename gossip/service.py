@@ -22,6 +22,7 @@ import trio
 
 from gossip.core import AppDelegate, Gossip, GossipConfig, MemberEvent
 from gossip.crypto import OVERHEAD, Keyring
+from gossip.eventlog import get_logger
 from gossip.messages import Addr, Msg, MsgType, Status
 from gossip.wire import (
     MAX_TCP_BYTES,
@@ -33,7 +34,6 @@ from gossip.wire import (
     pack_messages,
     seal_tcp_header,
 )
-from node.logfmt import get_logger
 
 log = get_logger("gossip")
 

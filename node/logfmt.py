@@ -14,7 +14,10 @@ import sys
 import time
 from typing import Any, TextIO
 
-_FIELDS_ATTR = "shoal_fields"
+from gossip.eventlog import FIELDS_ATTR, EventLogger, get_logger
+
+__all__ = ["EventLogger", "LogfmtFormatter", "configure_logging", "get_logger"]
+
 _NODE = {"name": "-"}
 
 
@@ -31,7 +34,7 @@ class LogfmtFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         ms = int(record.msecs)
-        fields: dict[str, Any] = getattr(record, _FIELDS_ATTR, {})
+        fields: dict[str, Any] = getattr(record, FIELDS_ATTR, {})
         parts = [
             f"{ts}.{ms:03d}Z",
             f"{record.levelname:<5}",
@@ -43,36 +46,6 @@ class LogfmtFormatter(logging.Formatter):
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
-
-
-class EventLogger:
-    """A logger whose calls are `log.info("event.name", key=value, ...)`."""
-
-    def __init__(self, logger: logging.Logger) -> None:
-        self._logger = logger
-
-    def _log(self, level: int, event: str, fields: dict[str, Any], exc: bool = False) -> None:
-        if self._logger.isEnabledFor(level):
-            self._logger.log(level, event, extra={_FIELDS_ATTR: fields}, exc_info=exc)
-
-    def debug(self, event: str, **fields: Any) -> None:
-        self._log(logging.DEBUG, event, fields)
-
-    def info(self, event: str, **fields: Any) -> None:
-        self._log(logging.INFO, event, fields)
-
-    def warning(self, event: str, **fields: Any) -> None:
-        self._log(logging.WARNING, event, fields)
-
-    def error(self, event: str, **fields: Any) -> None:
-        self._log(logging.ERROR, event, fields)
-
-    def exception(self, event: str, **fields: Any) -> None:
-        self._log(logging.ERROR, event, fields, exc=True)
-
-
-def get_logger(name: str) -> EventLogger:
-    return EventLogger(logging.getLogger(name))
 
 
 def configure_logging(node_name: str, level: str = "info", stream: TextIO | None = None) -> None:
