@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import statistics
 import sys
 import tempfile
@@ -28,18 +27,14 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.integration.agents import Cluster, make_cluster
-
-TICK = os.sysconf("SC_CLK_TCK")
+from tests.integration.agents import cpu_seconds, running_cluster
 
 
 def cpu_s(pids: list[int]) -> float:
     total = 0.0
     for pid in pids:
         with contextlib.suppress(OSError):
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / TICK
+            total += cpu_seconds(pid)
     return total
 
 
@@ -79,14 +74,8 @@ async def run_phase(
 def measure(
     base: Path, size: int, args: argparse.Namespace
 ) -> list[tuple[str, float, list[float], float]]:
-    gen = make_cluster(base)
-    cluster: Cluster = next(gen)
-    try:
-        seed = cluster.add("b0", region="r0", memory="256G", cpus="256")
-        for i in range(1, size):
-            cluster.add(f"b{i}", region=f"r{i % 3}", join=[seed], memory="256G", cpus="256")
-        cluster.wait_healthy(timeout_s=120)
-        cluster.wait_all_alive(timeout_s=180)
+    with running_cluster(base) as cluster:
+        cluster.add_fleet(size, "b", memory="256G", cpus="256")
         time.sleep(3)  # let the joins' gossip settle before timing
         apis = [a.api for a in cluster.agents]
         pids = [a.proc.pid for a in cluster.agents if a.proc is not None]
@@ -111,10 +100,6 @@ def measure(
                 )
             )
         return rows
-    finally:
-        cluster.stop_all()
-        with contextlib.suppress(StopIteration):
-            next(gen)
 
 
 def main() -> None:

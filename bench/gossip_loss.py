@@ -61,16 +61,10 @@ import msgpack
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.conftest import free_port
-from tests.integration.agents import Cluster
+from tests.integration.agents import Cluster, cpu_seconds
 from tests.integration.lossy_netns import LossyNamespace, inside, lossy_namespace
 
-TICKS = os.sysconf("SC_CLK_TCK")
 POLL_EVERY_S = 0.5
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 class SerfRpc:

@@ -13,7 +13,6 @@ gossip, push-pull) and during the changes. Figures only.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import sys
 import tempfile
@@ -27,7 +26,7 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from node.host import DEREGISTER_S
-from tests.integration.agents import Cluster, make_cluster
+from tests.integration.agents import running_cluster
 
 POLL_S = 0.1  # a poll builds a view from every servo: polling faster loads the agents
 
@@ -96,14 +95,8 @@ def gossip_bytes_out(api: str) -> float:
 
 
 def run(base: Path, args: argparse.Namespace) -> None:
-    gen = make_cluster(base)
-    cluster: Cluster = next(gen)
-    try:
-        seed = cluster.add("c0", region="r0", memory="64G", cpus="64")
-        for i in range(1, args.agents):
-            cluster.add(f"c{i}", region=f"r{i % 3}", join=[seed], memory="64G", cpus="64")
-        cluster.wait_healthy(timeout_s=120)
-        cluster.wait_all_alive(timeout_s=180)
+    with running_cluster(base) as cluster:
+        cluster.add_fleet(args.agents, "c", memory="64G", cpus="64")
         apis = [a.api for a in cluster.agents]
         projects = [f"f{i}" for i in range(args.servos_per_host)]
         t0 = time.perf_counter()
@@ -156,10 +149,6 @@ def run(base: Path, args: argparse.Namespace) -> None:
             f"({statistics.mean(idle) * 8 / 1000:.0f} kbit/s), during changes "
             f"{statistics.mean(busy) / 1000:.1f} kB/s"
         )
-    finally:
-        cluster.stop_all()
-        with contextlib.suppress(StopIteration):
-            next(gen)
 
 
 def main() -> None:

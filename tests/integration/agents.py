@@ -6,6 +6,7 @@ and processes of one run never collide with another's.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -169,6 +170,18 @@ class Cluster:
         agent.start()
         return agent
 
+    def add_fleet(
+        self, size: int, short: str, regions: int = 3, memory: str = "4G", cpus: str = "4"
+    ) -> list[Agent]:
+        """`size` agents named short0, short1, ... spread over `regions` regions, all joined
+        through the first, once every one answers and sees every other alive."""
+        seed = self.add(f"{short}0", region="r0", memory=memory, cpus=cpus)
+        for i in range(1, size):
+            self.add(f"{short}{i}", region=f"r{i % regions}", join=[seed], memory=memory, cpus=cpus)
+        self.wait_healthy(timeout_s=120)
+        self.wait_all_alive(timeout_s=180)
+        return list(self.agents)
+
     def wait_healthy(self, agents: Sequence[Agent] | None = None, timeout_s: float = 30) -> None:
         for a in agents or self.agents:
             wait_until(f"{a.name} health", lambda a=a: a.get("/v1/health"), timeout_s)
@@ -188,6 +201,29 @@ class Cluster:
 
     def logs(self) -> str:
         return "\n".join(f"==== {a.name}\n{a.log_text()[-4000:]}" for a in self.agents)
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has spent so far, from /proc (benchmarks' cost figures)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+@contextlib.contextmanager
+def running_cluster(base: Path) -> Iterator[Cluster]:
+    """`make_cluster` for scripts (benchmarks): every agent stopped gracefully at the end, then
+    whatever still runs killed."""
+    gen = make_cluster(base)
+    cluster = next(gen)
+    try:
+        yield cluster
+    finally:
+        cluster.stop_all()
+        with contextlib.suppress(StopIteration):
+            next(gen)
 
 
 def make_cluster(tmp_path: Path) -> Iterator[Cluster]:
