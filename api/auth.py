@@ -42,8 +42,9 @@ import attrs
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.errors import error_body
+from api.errors import ApiError, error_body
 from node.config import AgentConfig
+from node.netaddr import is_loopback
 
 # answered without a token: a load balancer's probe, and the cluster page's static shell and
 # assets (`api.routes_ui`: no data in them; the page asks for the token, then reads the API)
@@ -291,3 +292,10 @@ def token_settings(args: argparse.Namespace) -> dict[str, Any]:
         "api_read_token": read or None,
         "api_allowed_hosts": tuple(args.api_allow_host),
     }
+
+
+def loopback_unless_token(config: AgentConfig, client_host: str, detail: str) -> None:
+    """Routes that hand out or change the cluster key: an agent with no API token answers
+    them on loopback only (with a token, the guard middleware has already checked it)."""
+    if not config.api_token and not is_loopback(client_host):
+        raise ApiError(403, "forbidden", detail)

@@ -15,10 +15,9 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.errors import ApiError
+from api.auth import loopback_unless_token
 from node import join_token
 from node.context import AgentContext
-from node.netaddr import is_loopback
 
 
 class JoinTokenIn(BaseModel):
@@ -31,14 +30,12 @@ def install_join_routes(app: FastAPI, ctx: AgentContext) -> None:
 
     @router.post("/join-token")
     async def make_join_token(request: Request, body: JoinTokenIn | None = None) -> dict[str, Any]:
-        client = request.client.host if request.client else ""
-        if not ctx.config.api_token and not is_loopback(client):
-            raise ApiError(
-                403,
-                "forbidden",
-                "a join token carries the cluster key: an agent without --api-token hands "
-                "them out on loopback only (run `shoal join-token` on the agent's host)",
-            )
+        loopback_unless_token(
+            ctx.config,
+            request.client.host if request.client else "",
+            "a join token carries the cluster key: an agent without --api-token hands "
+            "them out on loopback only (run `shoal join-token` on the agent's host)",
+        )
         ttl_s = (body or JoinTokenIn()).ttl_s
         config = ctx.config
         seeds = join_token.seeds_for(

@@ -16,6 +16,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.auth import loopback_unless_token
 from api.errors import ApiError, error_body
 from gossip.crypto import KeyringError
 from node.context import AgentContext
@@ -27,7 +28,6 @@ from node.keys import (
     cluster_keys,
     key_from_text,
 )
-from node.netaddr import is_loopback
 
 
 class KeyIn(BaseModel):
@@ -52,14 +52,12 @@ def install_key_routes(app: FastAPI, ctx: AgentContext) -> None:
         return await cluster_keys(local(), ctx.name, ctx.peers(), ctx.client)
 
     async def operate(op: str, request: Request, body: KeyIn) -> Any:
-        client = request.client.host if request.client else ""
-        if not ctx.config.api_token and not is_loopback(client):
-            raise ApiError(
-                403,
-                "forbidden",
-                "key operations change the cluster's key: an agent without --api-token takes "
-                "them from loopback only (run `shoal keys` on the agent's host)",
-            )
+        loopback_unless_token(
+            ctx.config,
+            request.client.host if request.client else "",
+            "key operations change the cluster's key: an agent without --api-token takes "
+            "them from loopback only (run `shoal keys` on the agent's host)",
+        )
         try:
             key = key_from_text(body.key)
         except KeyFileError as exc:

@@ -10,7 +10,7 @@ membership.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -261,14 +261,6 @@ def peer_from_member(
         )
     except (KeyError, IndexError, TypeError, ValueError):
         return None
-
-
-def peers_from_members(
-    members: Iterable[MemberLike],
-    servos: Callable[[str], tuple[ServoEntry, ...]] = lambda _name: (),
-) -> list[Peer]:
-    peers = [p for p in (peer_from_member(m, servos(m.name)) for m in members) if p is not None]
-    return sorted(peers, key=lambda p: p.name)
 
 
 def node_view(peer: Peer) -> NodeView:
