@@ -31,10 +31,11 @@ from node.projects import MAX_CLOCK_DRIFT_MS, Entry, Project, ProjectRegistry
 log = get_logger("node.specs")
 
 # Every gossip push-pull compares registry digests (node.inventory.ClusterDelegate) and a
-# difference pulls at once; this slower round of asked-for digests is the backstop for a
-# cluster whose push-pulls are far apart (30 s, more beyond 32 members).
-ANTI_ENTROPY_S = 10.0
-ANTI_ENTROPY_PEERS = 1  # peers whose digest each round compares with this agent's
+# difference pulls at once; push-pulls are far apart (30 s, more beyond 32 members), so this
+# round of asked-for digests still runs every few seconds: an agent that missed a broadcast
+# converges within seconds (a 10 s round with one peer left a 3-agent cluster up to ~20 s).
+ANTI_ENTROPY_S = 3.0
+ANTI_ENTROPY_PEERS = 2  # peers whose digest each round compares with this agent's
 PULL_BACKLOG = 16
 # During a stream of deploys two registries differ at almost every push-pull while the
 # broadcasts are still on their way; a whole-registry pull each time cost every agent more than
