@@ -47,42 +47,97 @@ def servo_hash(servo_id: str, version: int) -> int:
     return int.from_bytes(h, "big") & _MASK
 
 
-@attrs.define
+@attrs.define(eq=False)
 class HostInventory:
-    """What this agent holds of one host's inventory."""
+    """What an agent holds of one host's inventory.
+
+    A record marked `shared` may be held by many replicas at once and is never changed in
+    place: a replica changing it takes a copy, and remembers the copy in `after` under the
+    change that made it, so every other replica holding the same record and applying the same
+    change (one host's change is one (version, servo) from its single writer) moves to that same
+    copy instead of making its own. The agent never shares (one replica per process); the
+    simulator does, so that ten thousand observers of one host at one version hold one record,
+    not ten thousand (`InventoryReplica.preload`). `after` keeps a record's successors alive as
+    long as the record is: one chain per host, as long as the host's changes."""
 
     version: int = 0  # the newest change applied
     floor: int = 0  # the version of the last whole inventory applied (older deltas are stale)
     digest: int = 0
     servos: dict[str, tuple[int, ServoEntry]] = attrs.field(factory=dict)
     gone: dict[str, int] = attrs.field(factory=dict)  # removed servo id -> removal version
-    claim: tuple[int, int] = (0, 0)  # the newest (version, digest) anyone said the host has
-    pull_at: float | None = None  # when to pull the whole inventory if still behind
     entries: tuple[ServoEntry, ...] | None = None  # cached, sorted by id
+    shared: bool = False
+    after: dict[tuple[Any, ...], HostInventory] | None = None  # shared: change -> its result
 
-    def consistent(self) -> bool:
-        version, digest = self.claim
+    def satisfies(self, claim: tuple[int, int]) -> bool:
+        """Is this copy at or past a claimed (version, digest)?"""
+        version, digest = claim
         return self.version > version or (self.version == version and self.digest == digest)
+
+    def copy(self) -> HostInventory:
+        return HostInventory(
+            self.version,
+            self.floor,
+            self.digest,
+            dict(self.servos),
+            dict(self.gone),
+            self.entries,
+            shared=True,
+        )
+
+
+_NO_CLAIM = (0, 0)
 
 
 class InventoryReplica:
-    """The servo inventories of every host, this agent's own included."""
+    """The servo inventories of every host, this agent's own included.
+
+    Per host, besides the record: the newest (version, digest) anyone claimed the host has, kept
+    only while this copy is behind it (a claim the copy satisfies is not needed again: a later,
+    lower claim is satisfied too, since a copy's version never goes back), and when to pull the
+    host's whole inventory if the copy is still behind then."""
 
     def __init__(self) -> None:
         self.hosts: dict[str, HostInventory] = {}
+        # shared records every host starts from (`preload`), read where `hosts` has none
+        self.base: Mapping[str, HostInventory] = {}
+        self.claims: dict[str, tuple[int, int]] = {}  # hosts this copy is behind: their claim
+        self.pull_at: dict[str, float] = {}  # the same hosts: when to pull if still behind
         self.counters: dict[str, int] = {}
 
     def _count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
 
-    def _host(self, host: str) -> HostInventory:
+    def preload(self, base: Mapping[str, HostInventory]) -> None:
+        """Start from known inventories (the simulator's converged fleet): `base` holds records
+        marked `shared`, and may be handed to many replicas. What this one holds already wins."""
+        assert all(inv.shared for inv in base.values())
+        self.base = base
+
+    def get(self, host: str) -> HostInventory | None:
         inv = self.hosts.get(host)
+        return inv if inv is not None else self.base.get(host)
+
+    def _change(self, host: str, change: tuple[Any, ...]) -> HostInventory | None:
+        """The record to apply `change` to, made this replica's own; None when another replica
+        already made the same change of the same shared record (this one now holds the result)."""
+        inv = self.get(host)
         if inv is None:
             inv = self.hosts[host] = HostInventory()
-        return inv
+            return inv
+        if not inv.shared:
+            return inv
+        if inv.after is None:
+            inv.after = {}
+        done = inv.after.get(change)
+        if done is not None:
+            self.hosts[host] = done
+            return None
+        mine = inv.after[change] = self.hosts[host] = inv.copy()
+        return mine
 
     def servos(self, host: str) -> tuple[ServoEntry, ...]:
-        inv = self.hosts.get(host)
+        inv = self.get(host)
         if inv is None:
             return ()
         if inv.entries is None:
@@ -90,13 +145,17 @@ class InventoryReplica:
         return inv.entries
 
     def version(self, host: str) -> int:
-        inv = self.hosts.get(host)
+        inv = self.get(host)
         return 0 if inv is None else inv.version
+
+    def consistent(self, host: str) -> bool:
+        """Is this copy of `host` at or past the newest claim about it?"""
+        return host not in self.claims
 
     def seen(self, host: str, servo_id: str) -> int:
         """The newest version this copy holds for one servo (its removal's, or the floor):
         a delta no newer is a duplicate, known before its record is parsed."""
-        inv = self.hosts.get(host)
+        inv = self.get(host)
         if inv is None:
             return 0
         known = inv.servos.get(servo_id)
@@ -115,23 +174,24 @@ class InventoryReplica:
         """One change of one servo (None: removed). True when it was news."""
         if version <= self.seen(host, servo_id):
             return False  # applied, overtaken, or older than a whole inventory we hold
-        inv = self._host(host)
-        known = inv.servos.get(servo_id)
-        if known is not None:
-            inv.digest ^= servo_hash(servo_id, known[0])
-            del inv.servos[servo_id]
-        if entry is not None:
-            inv.servos[servo_id] = (version, entry)
-            inv.digest ^= servo_hash(servo_id, version)
-            inv.gone.pop(servo_id, None)
-        else:
-            inv.gone[servo_id] = version
-            if len(inv.gone) > TOMBSTONES_MAX:
-                oldest = min(inv.gone, key=inv.gone.__getitem__)
-                inv.floor = max(inv.floor, inv.gone.pop(oldest))
-        inv.version = max(inv.version, version)
-        inv.entries = None
-        self._claim(now, inv, version, digest)
+        inv = self._change(host, ("d", version, digest, servo_id, entry is None))
+        if inv is not None:
+            known = inv.servos.get(servo_id)
+            if known is not None:
+                inv.digest ^= servo_hash(servo_id, known[0])
+                del inv.servos[servo_id]
+            if entry is not None:
+                inv.servos[servo_id] = (version, entry)
+                inv.digest ^= servo_hash(servo_id, version)
+                inv.gone.pop(servo_id, None)
+            else:
+                inv.gone[servo_id] = version
+                if len(inv.gone) > TOMBSTONES_MAX:
+                    oldest = min(inv.gone, key=inv.gone.__getitem__)
+                    inv.floor = max(inv.floor, inv.gone.pop(oldest))
+            inv.version = max(inv.version, version)
+            inv.entries = None
+        self._claim(now, host, version, digest)
         return True
 
     def apply_full(
@@ -139,46 +199,65 @@ class InventoryReplica:
     ) -> bool:
         """A host's whole inventory as of `version`. Ignored when this copy has newer changes
         (deltas will bring the rest, or a later pull)."""
-        inv = self._host(host)
-        if version < inv.version or (version == inv.version and inv.consistent()):
+        held = self.version(host)
+        if version < held or (version == held and self.consistent(host)):
             return False
-        inv.servos = {sid: (v, e) for sid, v, e in items}
-        inv.gone = {}
-        inv.digest = 0
-        for sid, (v, _) in inv.servos.items():
-            inv.digest ^= servo_hash(sid, v)
-        inv.version = inv.floor = version
-        inv.entries = None
-        self._claim(now, inv, version, inv.digest)
+        inv = self._change(host, ("f", version))
+        if inv is not None:
+            inv.servos = {sid: (v, e) for sid, v, e in items}
+            inv.gone = {}
+            inv.digest = 0
+            for sid, (v, _) in inv.servos.items():
+                inv.digest ^= servo_hash(sid, v)
+            inv.version = inv.floor = version
+            inv.entries = None
+        got = self.get(host)
+        assert got is not None
+        self._claim(now, host, version, got.digest)
         return True
 
     def note_claim(self, now: float, host: str, version: int, digest: int) -> None:
         """A host's metadata says its inventory is at (version, digest)."""
         if version:
-            self._claim(now, self._host(host), version, digest)
+            if self.get(host) is None:
+                self.hosts[host] = HostInventory()
+            self._claim(now, host, version, digest)
 
-    def _claim(self, now: float, inv: HostInventory, version: int, digest: int) -> None:
-        if version >= inv.claim[0]:
-            inv.claim = (version, digest)
-        if inv.consistent():
-            inv.pull_at = None
-        elif inv.pull_at is None:
-            inv.pull_at = now + PULL_GRACE_S
+    def _claim(self, now: float, host: str, version: int, digest: int) -> None:
+        claim = self.claims.get(host, _NO_CLAIM)
+        if version >= claim[0]:
+            claim = (version, digest)
+        inv = self.get(host)
+        if inv is None or inv.satisfies(claim):
+            self.claims.pop(host, None)
+            self.pull_at.pop(host, None)
+        else:
+            self.claims[host] = claim
+            if host not in self.pull_at:
+                self.pull_at[host] = now + PULL_GRACE_S
 
     def forget(self, host: str) -> None:
         """A member reaped from gossip: its inventory goes with it."""
         self.hosts.pop(host, None)
+        if host in self.base:
+            self.hosts[host] = HostInventory()
+        self.claims.pop(host, None)
+        self.pull_at.pop(host, None)
 
     # --- repair -------------------------------------------------------------------------------
+    def next_pull_at(self) -> float | None:
+        """When `due_pulls` has something to say next (None: this copy is behind no claim)."""
+        return min(self.pull_at.values()) if self.pull_at else None
+
     def due_pulls(self, now: float, reachable: Callable[[str], bool]) -> list[str]:
         """Hosts whose copy stayed behind its claims past the grace: pull them (each is then
         not due again for `PULL_RETRY_S`, so an unanswered pull does not repeat every round)."""
         out = []
-        for host, inv in self.hosts.items():
-            if inv.pull_at is not None and inv.pull_at <= now and not inv.consistent():
+        for host, at in self.pull_at.items():
+            if at <= now:
                 if reachable(host):
                     out.append(host)
-                inv.pull_at = now + PULL_RETRY_S
+                self.pull_at[host] = now + PULL_RETRY_S
         if out:
             self.counters["pulls"] = self.counters.get("pulls", 0) + len(out)
         return sorted(out)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from gossip.core import check_meta
 from gossip.messages import META_MAX_BYTES, MetaTooLarge
 from gossip.wire import encoded_size
-from node.cluster import build_meta
+from node.cluster import build_meta, servo_from_wire
 from node.inventory import (
     PULL_GRACE_S,
     ClusterDelegate,
@@ -92,7 +92,7 @@ def test_any_delivery_order_converges_to_the_hosts_digest(seed: int, steps: int)
     assert inv.digest == own.digest
     assert {s.servo_id for s in r.replica.servos("h1")} == set(records)
     r.replica.note_claim(2.0, "h1", own.version, own.digest)
-    assert inv.consistent()
+    assert r.replica.consistent("h1")
     assert r.replica.due_pulls(100.0, lambda _h: True) == []
 
 
@@ -102,11 +102,11 @@ def test_a_lost_delta_is_noticed_and_repaired_by_a_pull() -> None:
     r = receiver()
     for d in deltas[:1] + deltas[2:]:  # the middle one is lost
         assert r.notify(10.0, d)
-    assert not r.replica.hosts["h1"].consistent()
+    assert not r.replica.consistent("h1")
     assert r.replica.due_pulls(10.0 + PULL_GRACE_S / 2, lambda _h: True) == []  # maybe reordered
     assert r.replica.due_pulls(10.0 + PULL_GRACE_S, lambda _h: True) == ["h1"]
     r.merge_remote_state(12.0, "h1", {"i": own.full_state()}, False)
-    assert r.replica.hosts["h1"].consistent()
+    assert r.replica.consistent("h1")
     assert {s.servo_id for s in r.replica.servos("h1")} == set(records)
     # the lost delta arriving late changes nothing: the whole inventory is newer
     assert r.notify(13.0, deltas[1]) is False
@@ -120,7 +120,7 @@ def test_a_late_delta_within_the_grace_closes_the_gap_without_a_pull() -> None:
     r.notify(0.0, deltas[0])
     r.notify(0.0, deltas[2])
     r.notify(0.5, deltas[1])
-    assert r.replica.hosts["h1"].consistent()
+    assert r.replica.consistent("h1")
     assert r.replica.due_pulls(60.0, lambda _h: True) == []
 
 
@@ -245,3 +245,44 @@ def test_a_duplicate_delta_is_refused_before_its_record_is_parsed() -> None:
     garbled = [*delta[:5], ["not", "a", "record"]]  # same version: never looked at
     assert r.notify(0.1, garbled) is False
     assert r.replica.counters == {}
+
+
+def test_replicas_preloaded_with_shared_records_share_each_change_and_never_write_it() -> None:
+    """The simulator's many observers: a shared record is copied on the first change, and a
+    second replica applying the same change moves to that same copy (one record per host and
+    version, not one per observer); the preloaded record itself is never changed."""
+    own, records = host_with(2)
+    deltas = own.publish(0.0, records.values(), 0)
+    seed = InventoryReplica()
+    for d in deltas:
+        seed.apply_delta(0.0, "h1", d[2], d[3], d[4], None if d[5] is None else _entry(d))
+    base = seed.hosts["h1"]
+    base.shared = True
+    before = (base.version, base.digest, dict(base.servos))
+    a, b = receiver(), receiver()
+    a.replica.preload({"h1": base})
+    b.replica.preload({"h1": base})
+    assert a.replica.servos("h1") is b.replica.servos("h1")
+    records["p2-1-0-abcd"] = record("p2-1-0-abcd")
+    (delta,) = own.publish(1.0, records.values(), 0)
+    assert a.notify(1.0, delta) and b.notify(1.0, delta)
+    assert (base.version, base.digest, dict(base.servos)) == before
+    assert a.replica.get("h1") is b.replica.get("h1") is not base
+    assert a.replica.servos("h1") is b.replica.servos("h1")
+    assert {s.servo_id for s in a.replica.servos("h1")} == set(records)
+    a.replica.note_claim(1.0, "h1", own.version, own.digest)
+    assert a.replica.consistent("h1")
+    # a replica that missed the delta is behind the same claim, and only it
+    c = receiver()
+    c.replica.preload({"h1": base})
+    c.replica.note_claim(1.0, "h1", own.version, own.digest)
+    assert not c.replica.consistent("h1")
+    assert c.replica.next_pull_at() == 1.0 + PULL_GRACE_S
+    assert c.replica.due_pulls(1.0 + PULL_GRACE_S, lambda _h: True) == ["h1"]
+    c.merge_remote_state(2.0, "h1", {"i": own.full_state()}, False)
+    assert c.replica.consistent("h1") and c.replica.next_pull_at() is None
+    assert {s.servo_id for s in c.replica.servos("h1")} == set(records)
+
+
+def _entry(delta: list[Any]) -> Any:
+    return servo_from_wire(delta[1], delta[5])
