@@ -35,6 +35,24 @@ log = get_logger("node.context")
 META_REFRESH_S = 2.0
 
 
+@attrs.frozen(eq=False)
+class _Same:
+    """Equal only to a wrapper of the very same objects, one by one (peers compared by
+    identity, not field by field, and kept alive so no id can be reused)."""
+
+    items: tuple[object, ...]
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, _Same)
+            and len(other.items) == len(self.items)
+            and all(a is b for a, b in zip(self.items, other.items, strict=True))
+        )
+
+    def __hash__(self) -> int:
+        return hash(tuple(map(id, self.items)))
+
+
 @attrs.define(eq=False)
 class AgentContext:
     config: AgentConfig
@@ -118,7 +136,7 @@ class AgentContext:
             cfg.name, self.registry, self.specs, self.executor, self.client
         )
         self.events = EventJournal()
-        self.watcher = ClusterWatcher(self.events, self._look)
+        self.watcher = ClusterWatcher(self.events, self._look, key=self._look_key)
         self.host.on_change = self.publish_soon
         self.host.on_exit = lambda servo, reason: self.metrics.servo_exits.labels(reason).inc()
         self.host.on_failed = lambda servo, reason: self.metrics.servo_failures.labels(reason).inc()
@@ -152,6 +170,15 @@ class AgentContext:
         out["inventory"] = dict(self.membership.replica.counters)
         return out
 
+    def _look_key(self) -> object:
+        """What `_look` depends on: the peers (`MembershipView.peers` hands out the same Peer
+        object while a member's state is unchanged) and the registry's change count; None
+        while a rollout is live, whose counts move with the clock."""
+        live = self.registry.live()
+        if any(p.rollout is not None and p.rollout.state == "in_progress" for p in live):
+            return None
+        return _Same(tuple(self.peers())), self.registry.changes
+
     def _look(self) -> Snapshot:
         peers = self.peers()
         return snapshot(peers, self.registry.live(), lambda p: self.projects.rollout_view(p, peers))
@@ -166,7 +193,8 @@ class AgentContext:
     async def _write_project(self, project: Any) -> None:
         self.specs.push_soon(self.specs.write(project.name, project))
 
-    def _on_specs_merged(self) -> None:
+    def _on_specs_merged(self, entries: list[Any]) -> None:
+        self.recovery.note_writes(entries)
         self.recovery.wake()
 
     def on_membership_event(self, kind: str) -> None:

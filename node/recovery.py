@@ -23,7 +23,7 @@ import trio
 from node.executor import Executor
 from node.logfmt import get_logger
 from node.membership import wall_ms
-from node.projects import Project, ProjectRegistry
+from node.projects import Entry, Project, ProjectRegistry
 from placement.converge import (
     Remove,
     Rollout,
@@ -38,6 +38,12 @@ log = get_logger("node.recovery")
 
 ROUND_S = 2.0
 MIN_GAP_S = 0.2  # coalesce a burst of wake-ups (a region's deaths arrive one by one)
+# How long the owner leaves a project alone after another agent wrote it: that agent is
+# converging it right now (a deploy pushes the spec to the owner and then places), and the
+# owner planning the same servos at the same moment doubles every create on the hosts the
+# request waits for. Not needed for correctness (deterministic ids make the race harmless), so
+# short: if the writer died mid-deploy, the owner finishes its work this much later.
+WRITER_HOLD_S = 2.0
 
 
 class HostDuties(Protocol):
@@ -73,6 +79,23 @@ class RecoveryLoop:
         # and a few hundred projects that was most of an idle agent's CPU)
         self._owners: dict[str, str | None] = {}
         self._owners_of: tuple[str, ...] = ()
+        self._held: dict[str, float] = {}  # project -> until when its writer converges it
+
+    def note_writes(self, entries: list[Entry]) -> None:
+        """Specs just merged: those another agent wrote are its to converge for a moment."""
+        until = trio.current_time() + WRITER_HOLD_S
+        for entry in entries:
+            if entry.ts.node != self.me and entry.project is not None:
+                self._held[entry.name] = until
+
+    def held(self, project: str, now: float) -> bool:
+        until = self._held.get(project)
+        if until is None:
+            return False
+        if now < until:
+            return True
+        del self._held[project]
+        return False
 
     def owner(self, project: str, alive: list[str]) -> str | None:
         key = tuple(alive)
@@ -138,15 +161,24 @@ class RecoveryLoop:
         peers = self.executor.peers()
         alive = [p.name for p in peers if p.status == "alive"]
         touched = []
+        now = trio.current_time()
         for project in self.registry.live():
             if project.stopped or self.owner(project.name, alive) != self.me:
                 continue
+            if self.held(project.name, now):
+                continue
+            acted = True
             try:
                 if await self._own_one(project, peers):
                     touched.append(project.name)
+                else:
+                    acted = False
             except Exception:  # one bad project must not stop planning for the others
                 log.exception("recovery.project_failed", project=project.name)
-            peers = self.executor.peers()
+            if acted:
+                # what was just done is news for the next project's plan; a round with nothing
+                # to do plans every project from one view (and one set of engine inputs)
+                peers = self.executor.peers()
         return touched
 
     async def _own_one(self, project: Project, peers: list[Any]) -> bool:

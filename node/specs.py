@@ -57,7 +57,7 @@ class SpecReplicator:
         hlc: HybridClock,
         client: PeerClient,
         peers: Callable[[], list[Peer]],
-        on_merged: Callable[[], None] = lambda: None,
+        on_merged: Callable[[list[Entry]], None] = lambda entries: None,
         broadcast: Callable[[str, Any], None] | None = None,
     ) -> None:
         self.me = me
@@ -74,7 +74,7 @@ class SpecReplicator:
     def write(self, name: str, project: Project | None) -> Entry:
         entry = Entry(name, self.hlc.now(wall_ms()), project)
         self.registry.merge([entry])
-        self._on_merged()
+        self._on_merged([entry])
         return entry
 
     async def push_to(self, entry: Entry, names: list[str]) -> None:
@@ -158,7 +158,7 @@ class SpecReplicator:
             self.hlc.observe(e.ts, now)
         won = self.registry.merge(entries)
         if won:
-            self._on_merged()
+            self._on_merged(won)
             if sender:  # news from a push: pass it on
                 for entry in won:
                     self.push_soon(entry, but=sender)
