@@ -143,13 +143,23 @@ class ClusterWatcher:
         journal: EventJournal,
         look: Callable[[], Snapshot],
         interval_s: float = WATCH_INTERVAL_S,
+        key: Callable[[], object] = lambda: None,
     ) -> None:
         self.journal = journal
         self._look = look
         self.interval_s = interval_s
         self._last: Snapshot | None = None
+        # `key` names what a look depends on (None: unknown, always look); an unchanged key
+        # means an unchanged view, so an idle agent does not snapshot the whole cluster's
+        # servos twice a second to find nothing new
+        self._key = key
+        self._last_key: object = None
 
     def step(self) -> list[Event]:
+        key = self._key()
+        if key is not None and key == self._last_key and self._last is not None:
+            return []
+        self._last_key = key
         now = self._look()
         before, self._last = self._last, now
         return [] if before is None else self.journal.record(diff(before, now))

@@ -422,6 +422,7 @@ class ProjectRegistry:
         self._migrate()
         self._writer = writer_for(path)
         self._entries: dict[str, Entry] = {}
+        self.changes = 0  # bumped by every merge that changed something (a cheap "anything new?")
         for name, body, wall, counter, writer, deleted in self._db.execute(
             "SELECT name, body, wall_ms, counter, writer, deleted FROM projects"
         ):
@@ -493,6 +494,7 @@ class ProjectRegistry:
             )
             for e in won:
                 self._entries[e.name] = e
+            self.changes += 1
         return won
 
     def recall(self, key: str) -> tuple[int, str] | None:

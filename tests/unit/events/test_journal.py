@@ -112,3 +112,26 @@ def test_the_watcher_takes_its_first_look_as_the_baseline() -> None:
     assert [e.kind for e in watcher.step()] == ["member.joined"]
     assert [e.kind for e in watcher.step()] == ["member.dead"]
     assert [e.kind for e in j.since()] == ["member.joined", "member.dead"]
+
+
+def test_an_unchanged_key_skips_the_look_and_a_changed_one_diffs_again() -> None:
+    looked: list[int] = []
+    views = [
+        Snapshot({"a": MemberSnap("alive", "eu", "eu-1")}),
+        Snapshot({"a": MemberSnap("dead", "eu", "eu-1")}),
+    ]
+    key = ["k1"]
+
+    def look() -> Snapshot:
+        looked.append(1)
+        return views[min(len(looked) - 1, 1)]
+
+    watcher = ClusterWatcher(journal(), look, key=lambda: key[0])
+    watcher.step()
+    assert watcher.step() == [] and len(looked) == 1  # same key: not looked at again
+    key[0] = "k2"
+    assert [e.kind for e in watcher.step()] == ["member.dead"] and len(looked) == 2
+    key[0] = None  # type: ignore[assignment]  # unknown: always look
+    watcher.step()
+    watcher.step()
+    assert len(looked) == 4
