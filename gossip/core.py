@@ -36,7 +36,7 @@ from gossip.messages import (
     MsgType,
     Status,
 )
-from gossip.suspicion import Suspicion, suspicion_bounds_s
+from gossip.suspicion import Suspicion, SuspicionBounds, suspicion_bounds_s
 from gossip.wire import encoded_size
 
 # Enum members bound once: in CPython 3.11 every `Status.X` lookup runs a descriptor, and these
@@ -202,6 +202,11 @@ class Gossip:
         self._relays: dict[int, _Relay] = {}
         self._timers: list[tuple[float, int, str, Any]] = []
         self._timer_seq = 0
+        # Timers many of which fall due at one instant (suspicions started by one packet, the
+        # reaps of members declared dead together) share one heap entry: instant -> (kind,
+        # items). See `_grouped_timer`.
+        self._groups: dict[float, tuple[str, list[Any]]] = {}
+        self._bounds: tuple[int, SuspicionBounds] | None = None  # (live count, its bounds)
         self._probe_order: list[str] = []
         self._probe_pos = 0
         self._push_pull_due = False
@@ -225,6 +230,30 @@ class Gossip:
     def _timer(self, when: float, kind: str, data: Any) -> None:
         self._timer_seq += 1
         heapq.heappush(self._timers, (when, self._timer_seq, kind, data))
+        if self._groups:
+            # a timer between two grouped ones at the same instant: later ones start a new
+            # group, so that everything due at one instant still runs in the order it was set
+            self._groups.pop(when, None)
+
+    def _grouped_timer(self, when: float, kind: str, *item: Any) -> None:
+        """A timer of `kind` for `item` at `when`, added to the group already due at that very
+        instant if no other timer was set for it since (one heap entry, not one per item).
+
+        After a region outage every survivor arms a suspicion timer (up to k + 1 of them as
+        confirmations shorten it) and later a reap timer for each lost member: one heap tuple
+        each was most of the simulator's memory at 10,000 agents. Suspicions started by one
+        packet, and reaps of members declared dead together, fall due at the same instant.
+        The group runs its items in the order they were added, at the same point among other
+        timers as one entry each would have: timers still fire at the same times, in the same
+        order."""
+        group = self._groups.get(when)
+        if group is not None and group[0] == kind:
+            group[1].extend(item)
+            return
+        items = list(item)
+        self._groups[when] = (kind, items)
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (when, self._timer_seq, kind, items))
 
     def next_deadline(self) -> float:
         return self._timers[0][0] if self._timers else float("inf")
@@ -331,8 +360,18 @@ class Gossip:
         self._now = now
         timers = self._timers
         while timers and timers[0][0] <= now:
-            _when, _, kind, data = heapq.heappop(timers)
-            if kind == "probe":
+            when, _, kind, data = heapq.heappop(timers)
+            if kind == "suspicion" or kind == "reap":
+                group = self._groups.get(when)
+                if group is not None and group[1] is data:
+                    del self._groups[when]  # closed before it runs: new timers start another
+                if kind == "suspicion":
+                    for s in data:
+                        self._suspicion_check(now, s)
+                else:
+                    for i in range(0, len(data), 2):
+                        self._reap(now, data[i], data[i + 1])
+            elif kind == "probe":
                 self._probe(now)
             elif kind == "probe_timeout":
                 self._probe_timeout(now, data)
@@ -342,8 +381,6 @@ class Gossip:
                 self._relay_nack(data)
             elif kind == "relay_timeout":
                 self._relay_timeout(data)
-            elif kind == "suspicion":
-                self._suspicion_check(now, data)
             elif kind == "gossip":
                 self._gossip(now)
                 if len(self.broadcasts):
@@ -354,8 +391,6 @@ class Gossip:
                 self._push_pull_due = True
                 interval = push_pull_interval_s(self.config.push_pull_interval_s, self.live_count())
                 self._timer(now + interval, "push_pull", None)
-            elif kind == "reap":
-                self._reap(now, data)
 
     def take_push_pull_due(self) -> bool:
         due, self._push_pull_due = self._push_pull_due, False
@@ -381,13 +416,13 @@ class Gossip:
         for msg in msgs:
             kind = msg[0]
             if kind == _SUSPECT:
-                self._on_suspect(now, msg[1], msg[2], msg[3])
+                self._on_suspect(now, msg[1], msg[2], msg[3], msg)
             elif kind == _PING:
                 self._on_ping(now, src, msg)
             elif kind == _ACK:
                 self._on_ack(now, msg[1])
             elif kind == _DEAD:
-                self._on_dead(now, msg[1], msg[2], msg[3], msg[4])
+                self._on_dead(now, msg[1], msg[2], msg[3], msg[4], msg)
             elif kind == _ALIVE:
                 self._on_alive(now, msg[1], msg[2], msg[3], msg[4], msg[5])
             elif kind == _APP:
@@ -526,7 +561,11 @@ class Gossip:
             self._on_suspect(now, target.name, target.incarnation, self.name)
 
     # --- state transitions (SWIM 4.2, Lifeguard IV-B) ------------------------------------------
-    def _on_suspect(self, now: float, name: str, incarnation: int, accuser: str) -> None:
+    def _on_suspect(
+        self, now: float, name: str, incarnation: int, accuser: str, msg: Msg | None = None
+    ) -> None:
+        """`msg`: the SUSPECT message this came in, relayed as it is (in the simulator one
+        message object then serves every core that passes it on)."""
         m = self.members.get(name)
         # After an outage most suspicions arrive about members already dead here: test that
         # first (this agent's own record is never dead, and is left only while it leaves).
@@ -538,50 +577,70 @@ class Gossip:
         if m.status is SUSPECT:
             s = self.suspicions.get(name)
             if s is not None and s.confirm(accuser):
-                self._queue(name, [MsgType.SUSPECT, name, incarnation, accuser])
-                self._timer(s.deadline_s, "suspicion", (name, s.incarnation))
+                if msg is None:
+                    msg = [MsgType.SUSPECT, name, incarnation, accuser]
+                self._queue(name, msg)
+                self._grouped_timer(s.deadline_s, "suspicion", s)
             return
-        cfg = self.config
-        low, high = suspicion_bounds_s(
-            cfg.suspicion_mult,
-            cfg.suspicion_max_timeout_mult,
-            self.live_count(),
-            cfg.probe_interval_s,
-        )
-        if not cfg.lifeguard:
-            high = low
-        k = cfg.suspicion_mult - 2
-        if self.live_count() - 2 < k:
-            k = 0
-        s = Suspicion(incarnation, now, k if cfg.lifeguard else 0, low, high, {accuser})
+        s = Suspicion(name, incarnation, now, self._suspicion_bounds(), (accuser,))
         self.suspicions[name] = s
         m = self._own(m)
         m.status, m.incarnation, m.changed_s = SUSPECT, incarnation, now
         self._emit("suspect", m, now)
         self._count("suspicions")
-        self._queue(name, [MsgType.SUSPECT, name, incarnation, accuser])
-        self._timer(s.deadline_s, "suspicion", (name, incarnation))
+        self._queue(name, msg if msg is not None else [MsgType.SUSPECT, name, incarnation, accuser])
+        self._grouped_timer(s.deadline_s, "suspicion", s)
 
-    def _suspicion_check(self, now: float, data: tuple[str, int]) -> None:
-        name, incarnation = data
-        s = self.suspicions.get(name)
+    def _suspicion_bounds(self) -> SuspicionBounds:
+        """The timeouts of a suspicion started now: one shared record per cluster size."""
+        live = self.live_count()
+        if self._bounds is not None and self._bounds[0] == live:
+            return self._bounds[1]
+        cfg = self.config
+        low, high = suspicion_bounds_s(
+            cfg.suspicion_mult, cfg.suspicion_max_timeout_mult, live, cfg.probe_interval_s
+        )
+        if not cfg.lifeguard:
+            high = low
+        k = cfg.suspicion_mult - 2
+        if live - 2 < k:
+            k = 0
+        bounds = SuspicionBounds(k if cfg.lifeguard else 0, low, high)
+        self._bounds = (live, bounds)
+        return bounds
+
+    def _suspicion_check(self, now: float, s: Suspicion) -> None:
+        name = s.name
+        if self.suspicions.get(name) is not s:
+            return  # ended (dead, refuted) since this timer was set
         m = self.members.get(name)
-        if s is None or m is None or s.incarnation != incarnation or m.status != SUSPECT:
+        if m is None or m.status != SUSPECT:
             return
         if now + 1e-9 < s.deadline_s:
             return  # a stale timer from before a confirmation moved the deadline
-        del self.suspicions[name]
-        self._declare_dead(now, m, incarnation, self.name, left=False)
+        self._end_suspicion(name)
+        self._declare_dead(now, m, s.incarnation, self.name, left=False)
 
-    def _declare_dead(self, now: float, m: Member, incarnation: int, by: str, left: bool) -> None:
+    def _end_suspicion(self, name: str) -> None:
+        suspicions = self.suspicions
+        if suspicions.pop(name, None) is not None and not suspicions:
+            # a dict never shrinks: the one that held a whole region's suspicions goes
+            self.suspicions = {}
+
+    def _declare_dead(
+        self, now: float, m: Member, incarnation: int, by: str, left: bool, msg: Msg | None = None
+    ) -> None:
+        """`msg`: the DEAD message that brought the news, relayed as it is."""
         self._live -= 1
         m = self._own(m)
         m.status = LEFT if left else DEAD
         m.incarnation, m.changed_s = incarnation, now
-        self.suspicions.pop(m.name, None)
+        self._end_suspicion(m.name)
         self._emit("left" if left else "dead", m, now)
-        self._queue(m.name, [MsgType.DEAD, m.name, incarnation, by, left])
-        self._timer(now + self.config.reap_after_s, "reap", (m.name, incarnation))
+        if msg is None:
+            msg = [MsgType.DEAD, m.name, incarnation, by, left]
+        self._queue(m.name, msg)
+        self._grouped_timer(now + self.config.reap_after_s, "reap", m.name, incarnation)
 
     def _refute(self, now: float, accused_incarnation: int) -> None:
         """Someone thinks we are suspect or dead: outbid them with a higher incarnation."""
@@ -626,7 +685,7 @@ class Gossip:
                 if was in (DEAD, LEFT):
                     self._live += 1
                 m.status, m.changed_s = ALIVE, now
-                self.suspicions.pop(name, None)
+                self._end_suspicion(name)
                 self._emit("joined" if was in (DEAD, LEFT) else "alive", m, now)
             elif meta_changed:
                 self._emit("updated", m, now)
@@ -640,7 +699,9 @@ class Gossip:
             return
         self._queue_alive(m)
 
-    def _on_dead(self, now: float, name: str, inc: int, by: str, left: bool) -> None:
+    def _on_dead(
+        self, now: float, name: str, inc: int, by: str, left: bool, msg: Msg | None = None
+    ) -> None:
         m = self.members.get(name)
         if m is None or inc < m.incarnation:
             return
@@ -650,10 +711,9 @@ class Gossip:
             return
         if m.status in (DEAD, LEFT):
             return
-        self._declare_dead(now, m, inc, by, left)
+        self._declare_dead(now, m, inc, by, left, msg)
 
-    def _reap(self, now: float, data: tuple[str, int]) -> None:
-        name, inc = data
+    def _reap(self, now: float, name: str, inc: int) -> None:
         m = self.members.get(name)
         if m is not None and m.status in (DEAD, LEFT) and m.incarnation == inc:
             del self.members[name]

@@ -154,7 +154,7 @@ def test_independent_confirmations_accelerate_suspicion() -> None:
     g.handle(1.3, ("p3", 1), "p3", [[MsgType.SUSPECT, "p9", 0, "p3"]])
     fast = g.suspicions["p9"].deadline_s
     assert slow > mid > fast
-    assert fast == pytest.approx(1.0 + g.suspicions["p9"].low_s)
+    assert fast == pytest.approx(1.0 + g.suspicions["p9"].bounds.low_s)
     g.tick(fast + 0.01)
     assert g.members["p9"].status == Status.DEAD
 

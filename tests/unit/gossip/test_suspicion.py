@@ -1,6 +1,6 @@
 import pytest
 
-from gossip.suspicion import Suspicion, suspicion_bounds_s, suspicion_timeout_s
+from gossip.suspicion import Suspicion, SuspicionBounds, suspicion_bounds_s, suspicion_timeout_s
 
 
 @pytest.mark.parametrize(
@@ -26,7 +26,7 @@ def test_no_expected_confirmations_means_the_minimum() -> None:
 
 
 def test_a_confirmer_counts_once() -> None:
-    s = Suspicion(incarnation=1, started_s=10.0, k=2, low_s=4.0, high_s=24.0, confirmers={"a"})
+    s = Suspicion("m", 1, 10.0, SuspicionBounds(k=2, low_s=4.0, high_s=24.0), ("a",))
     assert s.deadline_s == pytest.approx(34.0)
     assert s.confirm("b") and not s.confirm("b") and not s.confirm("a")
     assert s.confirm("c")
