@@ -136,6 +136,18 @@ class InventoryReplica:
         mine = inv.after[change] = self.hosts[host] = inv.copy()
         return mine
 
+    def shared_entry(
+        self, host: str, version: int, digest: int, servo_id: str
+    ) -> ServoEntry | None:
+        """The servo a delta brings, when another replica already applied that same delta to
+        the shared record this one holds: the record need not be parsed again."""
+        inv = self.get(host)
+        if inv is None or inv.after is None:
+            return None
+        done = inv.after.get(("d", version, digest, servo_id, False))
+        known = None if done is None else done.servos.get(servo_id)
+        return None if known is None else known[1]
+
     def servos(self, host: str) -> tuple[ServoEntry, ...]:
         inv = self.get(host)
         if inv is None:
@@ -359,8 +371,14 @@ class ClusterDelegate:
                     # most receptions are duplicates (every agent passes news on several
                     # times): answered without parsing the record
                     return False
-                entry = None if wire is None else servo_from_wire(host, wire)
-                return self.replica.apply_delta(now, host, int(version), int(digest), sid, entry)
+                version, digest = int(version), int(digest)
+                entry = (
+                    None
+                    if wire is None
+                    else self.replica.shared_entry(host, version, digest, sid)
+                    or servo_from_wire(host, wire)
+                )
+                return self.replica.apply_delta(now, host, version, digest, sid, entry)
             if kind == SPEC and isinstance(payload[1], dict):
                 return self.on_spec(payload[1])
         except (TypeError, ValueError, IndexError, KeyError):

@@ -164,7 +164,16 @@ class GossipNet:
         """Every agent knows every other as alive, as after a long quiet run (no join storm)."""
         now = self.engine.now
         table = {
-            a.name: Member(a.name, a.core.me.addr, 0, ALIVE, dict(a.core.me.meta), 1, now, True)
+            a.name: Member(
+                a.name,
+                a.core.me.addr,
+                0,
+                ALIVE,
+                dict(a.core.me.meta),
+                a.core.me.meta_version,
+                now,
+                True,
+            )
             for a in self.agents.values()
         }
         for agent in self.agents.values():
@@ -210,12 +219,15 @@ class GossipNet:
                 return
             now = self.engine.now
             mine, theirs = agent.core.push_pull_state(), t.core.push_pull_state()
+            mine_app, theirs_app = agent.core.app_state(False), t.core.app_state(False)
             t.core.merge_state(now, mine)
+            t.core.merge_app_state(now, agent.name, mine_app, False)
             t.flush()
 
             def back() -> None:
                 if not agent.crashed and self._reachable(agent.name, target):
                     agent.core.merge_state(self.engine.now, theirs)
+                    agent.core.merge_app_state(self.engine.now, target, theirs_app, False)
                     agent.flush()
 
             self.engine.after(0.001, back)

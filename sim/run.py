@@ -129,7 +129,7 @@ def _simulate(
         fleet.add_host(h.name, h.region, h.zone, h.memory_mb, h.millicpus)
     unplaced = fleet.deploy_all()
     capacity_before = region_capacity(fleet.hosts.values())
-    net.preload_converged()  # a fleet that has been up a while: no join storm to pay for
+    fleet.preload_converged()  # a fleet that has been up a while: no join storm to pay for
 
     failed: dict[str, float] = {}
     first_suspect: dict[str, float] = {}
