@@ -104,8 +104,10 @@ def decode(
             strict_map_key=True,
             max_bin_len=limit,
             max_str_len=limit,
-            max_array_len=10_000,
-            max_map_len=10_000,
+            # a push-pull carries one entry per member: a fixed cap here would refuse every
+            # exchange (joins included) in a cluster past that many agents
+            max_array_len=max(10_000, limit // 8),
+            max_map_len=max(10_000, limit // 8),
         )
     except Exception:  # msgpack raises a zoo of exceptions on garbage
         raise DecodeError("malformed_msgpack") from None
