@@ -16,6 +16,7 @@ dynamic suspicion and the buddy system; memberlist for defaults and push-pull st
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import random
@@ -188,6 +189,12 @@ class Gossip:
         self.me = Member(name, addr, 0, ALIVE, dict(meta), 1, now)
         self.members: dict[str, Member] = {name: self.me}
         self._names: list[str] = []  # other members, for cheap random choices
+        self._sorted_names: list[str] | None = None  # `_names` sorted, until a join or reap
+        # Other members not alive (suspect, dead, left), sorted, and the latest time one was
+        # declared dead or left: after an outage, the members a scan for "suspect or recently
+        # dead" can find, without walking the whole table on every gossip round.
+        self._down: list[str] = []
+        self._newest_down_s = -math.inf
         self._live = 1
         self.awareness = Awareness(max_score=cfg.awareness_max_multiplier, enabled=cfg.lifeguard)
         self.broadcasts = BroadcastQueue(cfg.retransmit_mult)
@@ -406,7 +413,7 @@ class Gossip:
         does: after a partition heals, this is how the two sides find each other again."""
         if len(self.members) == self._live:
             return None  # nobody dead or left: the usual case, answered without a scan
-        picked = self._random_members(1, lambda m: m.status is DEAD)
+        picked = self._random_members(1, lambda m: m.status is DEAD, self._down)
         return picked[0] if picked else None
 
     def handle(self, now: float, src: Addr, sender: str, msgs: list[Msg]) -> None:
@@ -456,7 +463,7 @@ class Gossip:
                 m = self.members.get(name)
                 if m is not None and m.status in (ALIVE, SUSPECT):
                     return m
-            order = sorted(n for n in self.members if n != self.name)
+            order = list(self._names_sorted())
             self.rng.shuffle(order)
             self._probe_order, self._probe_pos = order, 0
         return None
@@ -510,12 +517,12 @@ class Gossip:
         target = self.members.get(probe.target)
         if target is None:
             return
+        # by name, as sorted: the table's order is not (sorting it here cost more than all the
+        # rest of a probe when an outage left every survivor probing the dead)
+        members, gone = self.members, target.name
         helpers = [
-            m
-            for m in self.members.values()
-            if m.status == ALIVE and m.name not in (self.name, target.name)
+            m for n in self._names_sorted() if (m := members[n]).status is ALIVE and n != gone
         ]
-        helpers.sort(key=lambda m: m.name)
         chosen = self.rng.sample(helpers, min(self.config.indirect_checks, len(helpers)))
         probe.indirect_sent = True
         probe.expected_nacks = len(chosen) if self.config.lifeguard else 0
@@ -586,6 +593,7 @@ class Gossip:
         self.suspicions[name] = s
         m = self._own(m)
         m.status, m.incarnation, m.changed_s = SUSPECT, incarnation, now
+        bisect.insort(self._down, name)
         self._emit("suspect", m, now)
         self._count("suspicions")
         self._queue(name, msg if msg is not None else [MsgType.SUSPECT, name, incarnation, accuser])
@@ -633,8 +641,11 @@ class Gossip:
         """`msg`: the DEAD message that brought the news, relayed as it is."""
         self._live -= 1
         m = self._own(m)
+        if m.status is ALIVE:
+            bisect.insort(self._down, m.name)
         m.status = LEFT if left else DEAD
         m.incarnation, m.changed_s = incarnation, now
+        self._newest_down_s = now
         self._end_suspicion(m.name)
         self._emit("left" if left else "dead", m, now)
         if msg is None:
@@ -666,6 +677,7 @@ class Gossip:
             m = Member(name, addr, inc, ALIVE, dict(meta), meta_version, now)
             self.members[name] = m
             self._names.append(name)
+            self._sorted_names = None
             self._live += 1
             # Probe a newcomer at a random point of the current round (memberlist does the
             # same): members that learn of it together do not probe it in lockstep.
@@ -685,6 +697,7 @@ class Gossip:
                 if was in (DEAD, LEFT):
                     self._live += 1
                 m.status, m.changed_s = ALIVE, now
+                self._down_remove(name)
                 self._end_suspicion(name)
                 self._emit("joined" if was in (DEAD, LEFT) else "alive", m, now)
             elif meta_changed:
@@ -718,7 +731,20 @@ class Gossip:
         if m is not None and m.status in (DEAD, LEFT) and m.incarnation == inc:
             del self.members[name]
             self._names.remove(name)
+            self._sorted_names = None
+            self._down_remove(name)
             self._count("reaped")
+
+    def _down_remove(self, name: str) -> None:
+        down = self._down
+        i = bisect.bisect_left(down, name)
+        if i < len(down) and down[i] == name:
+            del down[i]
+
+    def _names_sorted(self) -> list[str]:
+        if self._sorted_names is None:
+            self._sorted_names = sorted(self._names)
+        return self._sorted_names
 
     # --- dissemination ----------------------------------------------------------------------
     def _gossip(self, now: float) -> None:
@@ -754,12 +780,23 @@ class Gossip:
 
         msgs = self.broadcasts.peek(budget)
         if msgs:
-            for peer in self._random_members(cfg.gossip_to_the_dead_nodes, not_alive):
+            # nobody suspect and every death older than the horizon: nobody to find
+            some = bool(self.suspicions) or self._newest_down_s > horizon
+            peers = self._random_members(
+                cfg.gossip_to_the_dead_nodes, not_alive, self._down if some else []
+            )
+            for peer in peers:
                 self.outbox.append((peer.addr, msgs))
 
-    def _random_members(self, k: int, keep: Callable[[Member], bool]) -> list[Member]:
+    def _random_members(
+        self, k: int, keep: Callable[[Member], bool], among: list[str] | None = None
+    ) -> list[Member]:
         """Up to k distinct random members satisfying `keep`, without scanning everyone: a few
-        random draws usually suffice; a full scan is the fallback for small or sparse views."""
+        random draws usually suffice; a scan is the fallback for small or sparse views.
+
+        `among`: sorted names outside which `keep` holds for nobody (the members not alive,
+        for a `keep` that wants the suspect or dead), scanned instead of the whole table:
+        after a region outage the fallback ran on most gossip rounds, over 10,000 members."""
         names = self._names
         picked: dict[str, Member] = {}
         if len(names) > 4 * k:
@@ -769,7 +806,9 @@ class Gossip:
                     picked[m.name] = m
                     if len(picked) == k:
                         return list(picked.values())
-        pool = [self.members[n] for n in sorted(names) if n not in picked and keep(self.members[n])]
+        members = self.members
+        scan = self._names_sorted() if among is None else among
+        pool = [members[n] for n in scan if n not in picked and keep(members[n])]
         need = min(k - len(picked), len(pool))
         return [*picked.values(), *self.rng.sample(pool, need)]
 
@@ -787,6 +826,8 @@ class Gossip:
         self.members = merged
         self._live += len(merged) - len(known)
         self._names = [n for n in merged if n != self.name]
+        self._sorted_names = None
+        self._down = sorted(n for n in self._names if merged[n].status is not ALIVE)
         order = list(self._names)
         self.rng.shuffle(order)
         self._probe_order = order
