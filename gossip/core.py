@@ -195,6 +195,8 @@ class Gossip:
         # dead" can find, without walking the whole table on every gossip round.
         self._down: list[str] = []
         self._newest_down_s = -math.inf
+        # no later than any death or leave among `_down` (a bound: kept when one revives)
+        self._oldest_down_s = math.inf
         self._live = 1
         self.awareness = Awareness(max_score=cfg.awareness_max_multiplier, enabled=cfg.lifeguard)
         self.broadcasts = BroadcastQueue(cfg.retransmit_mult)
@@ -517,13 +519,15 @@ class Gossip:
         target = self.members.get(probe.target)
         if target is None:
             return
-        # by name, as sorted: the table's order is not (sorting it here cost more than all the
-        # rest of a probe when an outage left every survivor probing the dead)
-        members, gone = self.members, target.name
-        helpers = [
-            m for n in self._names_sorted() if (m := members[n]).status is ALIVE and n != gone
-        ]
-        chosen = self.rng.sample(helpers, min(self.config.indirect_checks, len(helpers)))
+        # The helpers are the other alive members but the target, sorted by name. `sample`
+        # draws positions from the population's length alone, so drawing from a range of that
+        # length and looking each position up (`_nth_alive`) picks what sampling that list
+        # did, without building and sorting it (10,000 members, on every probe of the dead
+        # after an outage: more than all the rest of a probe).
+        skip = target.name if target.status is ALIVE else None
+        n = len(self._names) - len(self._down) - (skip is not None)
+        picks = self.rng.sample(range(n), min(self.config.indirect_checks, n))
+        chosen = [self.members[self._nth_alive(j, skip)] for j in picks]
         probe.indirect_sent = True
         probe.expected_nacks = len(chosen) if self.config.lifeguard else 0
         for helper in chosen:
@@ -646,6 +650,8 @@ class Gossip:
         m.status = LEFT if left else DEAD
         m.incarnation, m.changed_s = incarnation, now
         self._newest_down_s = now
+        if now < self._oldest_down_s:
+            self._oldest_down_s = now
         self._end_suspicion(m.name)
         self._emit("left" if left else "dead", m, now)
         if msg is None:
@@ -740,6 +746,26 @@ class Gossip:
         i = bisect.bisect_left(down, name)
         if i < len(down) and down[i] == name:
             del down[i]
+            if not down:
+                self._oldest_down_s = math.inf
+
+    def _nth_alive(self, j: int, skip: str | None) -> str:
+        """The j-th (from 0) name in sorted order among the other members alive, `skip`
+        (alive) left out: a binary search over the sorted names, counting the members not
+        alive below each by bisecting `_down`, rather than a walk of the whole table."""
+        names, down = self._names_sorted(), self._down
+        lo, hi = 0, len(names) - 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            name = names[mid]
+            alive = mid + 1 - bisect.bisect_right(down, name)
+            if skip is not None and skip <= name:
+                alive -= 1
+            if alive >= j + 1:
+                hi = mid
+            else:
+                lo = mid + 1
+        return names[lo]
 
     def _names_sorted(self) -> list[str]:
         if self._sorted_names is None:
@@ -780,23 +806,32 @@ class Gossip:
 
         msgs = self.broadcasts.peek(budget)
         if msgs:
-            # nobody suspect and every death older than the horizon: nobody to find
+            # nobody suspect and every death older than the horizon: nobody to find; every
+            # death newer than it: every member not alive is one
             some = bool(self.suspicions) or self._newest_down_s > horizon
             peers = self._random_members(
-                cfg.gossip_to_the_dead_nodes, not_alive, self._down if some else []
+                cfg.gossip_to_the_dead_nodes,
+                not_alive,
+                self._down if some else [],
+                all_keep=self._oldest_down_s > horizon,
             )
             for peer in peers:
                 self.outbox.append((peer.addr, msgs))
 
     def _random_members(
-        self, k: int, keep: Callable[[Member], bool], among: list[str] | None = None
+        self,
+        k: int,
+        keep: Callable[[Member], bool],
+        among: list[str] | None = None,
+        all_keep: bool = False,
     ) -> list[Member]:
         """Up to k distinct random members satisfying `keep`, without scanning everyone: a few
         random draws usually suffice; a scan is the fallback for small or sparse views.
 
         `among`: sorted names outside which `keep` holds for nobody (the members not alive,
         for a `keep` that wants the suspect or dead), scanned instead of the whole table:
-        after a region outage the fallback ran on most gossip rounds, over 10,000 members."""
+        after a region outage the fallback ran on most gossip rounds, over 10,000 members.
+        `all_keep`: `keep` holds for every name in `among`, which is then the pool itself."""
         names = self._names
         picked: dict[str, Member] = {}
         if len(names) > 4 * k:
@@ -807,6 +842,10 @@ class Gossip:
                     if len(picked) == k:
                         return list(picked.values())
         members = self.members
+        if all_keep and among is not None and not picked:
+            # `sample` picks by position from the length alone: the same draws as on a copy
+            picks = self.rng.sample(range(len(among)), min(k, len(among)))
+            return [members[among[j]] for j in picks]
         scan = self._names_sorted() if among is None else among
         pool = [members[n] for n in scan if n not in picked and keep(members[n])]
         need = min(k - len(picked), len(pool))

@@ -1,0 +1,80 @@
+"""The core's compact bookkeeping for large outages (grouped timers, the sorted list of members
+not alive, helpers found by position) must give exactly what the plain walks gave."""
+
+from __future__ import annotations
+
+import random
+
+from gossip.core import ALIVE, Gossip, GossipConfig, Status
+from gossip.messages import MsgType
+from sim.gossip_net import GossipNet
+
+
+def _check_views(core: Gossip) -> None:
+    others = [n for n in core.members if n != core.name]
+    assert sorted(core._names) == sorted(others)
+    assert core._down == sorted(n for n in others if core.members[n].status is not ALIVE)
+    alive = sorted(n for n in others if core.members[n].status is ALIVE)
+    for skip in (None, *alive[:3]):
+        expected = [n for n in alive if n != skip]
+        assert [core._nth_alive(j, skip) for j in range(len(expected))] == expected
+
+
+def test_views_follow_an_outage_with_revivals() -> None:
+    """A third of 30 members crash and are reaped, one rejoins, another is suspected and
+    refutes: each core's sorted list of members not alive matches its table, and its j-th
+    alive helper is the j-th of the sorted alive members."""
+    net = GossipNet(seed=5, config=GossipConfig(reap_after_s=30.0))
+    for i in range(30):
+        net.add(f"n{i:02d}", region=f"r{i % 3}")
+    net.preload_converged()
+    net.run(5.0)
+    victims = [n for n in net.agents if net.agents[n].region == "r0"]
+    for v in victims:
+        net.crash(v)
+    downs = 0
+    for _ in range(12):
+        net.run(5.0)
+        for name, agent in net.agents.items():
+            if name not in victims:
+                _check_views(agent.core)
+                downs += len(agent.core._down)
+    assert downs > 0, "the outage was never seen"
+    for name, agent in net.agents.items():
+        if name not in victims:
+            members = agent.core.members
+            assert all(v not in members or members[v].status is Status.DEAD for v in victims)
+    # a reaped member rejoins, an alive one is suspected: both lists follow
+    core = net.agents["n01"].core
+    back = victims[1]
+    assert core.counters.get("reaped", 0) > 0 and back not in core.members
+    core.handle(net.engine.now, (back, 1), back, [[MsgType.ALIVE, back, 9, (back, 1), 1, {}]])
+    assert core.members[back].status is Status.ALIVE
+    _check_views(core)
+    dead = victims[2]
+    core.handle(net.engine.now, (dead, 1), dead, [[MsgType.SUSPECT, "n02", 0, dead]])
+    assert core.members["n02"].status is Status.SUSPECT
+    _check_views(core)
+    core.handle(net.engine.now, ("n02", 1), "n02", [[MsgType.ALIVE, "n02", 1, ("n02", 1), 1, {}]])
+    assert core.members["n02"].status is Status.ALIVE  # refuted
+    _check_views(core)
+
+
+def test_suspicions_started_together_die_together_in_order() -> None:
+    """Suspicions one packet starts share a timer: all are declared dead at their deadline, in
+    the order the packet named them; one refuted in between is not."""
+    g = Gossip("me", ("me", 1), {}, random.Random(1), 0.0, GossipConfig(probe_interval_s=1000.0))
+    peers = [f"p{i}" for i in range(10)]
+    for p in peers:
+        g.handle(0.0, (p, 1), p, [[MsgType.ALIVE, p, 0, (p, 1), 1, {}]])
+    accused = ["p5", "p2", "p7"]
+    g.handle(1.0, ("p0", 1), "p0", [[MsgType.SUSPECT, p, 0, "p0"] for p in accused])
+    deadlines = {g.suspicions[p].deadline_s for p in accused}
+    assert len(deadlines) == 1
+    assert len([t for t in g._timers if t[2] == "suspicion"]) == 1
+    g.handle(2.0, ("p2", 1), "p2", [[MsgType.ALIVE, "p2", 1, ("p2", 1), 1, {}]])  # refutes
+    g.events.clear()
+    g.tick(deadlines.pop())
+    assert [(e.kind, e.name) for e in g.events] == [("dead", "p5"), ("dead", "p7")]
+    assert g.members["p2"].status is Status.ALIVE
+    assert g.suspicions == {}
