@@ -53,7 +53,7 @@ from node.cluster import (
     peer_from_member,
 )
 from node.executor import OVERLAY_TTL_S, Overlay, peer_with_state
-from node.inventory import ClusterDelegate, HostInventory, InventoryReplica
+from node.inventory import INVENTORY, ClusterDelegate, HostInventory, InventoryReplica
 from node.membership import Identity, MembershipView
 from placement.converge import (
     COUNTED_STATUSES,
@@ -157,17 +157,21 @@ class _Delegate:
 
     def notify(self, now: float, payload: Any) -> bool:
         news = self.inner.notify(now, payload)
-        if news:
+        if news and payload[0] == INVENTORY:
             self.fleet._inventory_changed(self.name, str(payload[1]))
         return news
 
     def local_state(self, join: bool) -> Any:
         return self.inner.local_state(join)
 
+    def _as_of(self, host: str) -> tuple[int, int, int] | None:
+        inv = self.replica.get(host)
+        return None if inv is None else (inv.version, inv.floor, inv.digest)
+
     def merge_remote_state(self, now: float, sender: str, state: Any, join: bool) -> None:
-        before = self.replica.get(sender)
+        before = self._as_of(sender)
         self.inner.merge_remote_state(now, sender, state, join)
-        if self.replica.get(sender) is not before:
+        if self._as_of(sender) != before:
             self.fleet._inventory_changed(self.name, sender)
         elif self.replica.pull_at:
             self.fleet._pull_soon(self.name)
