@@ -88,7 +88,8 @@ def to_text(result: Mapping[str, Any]) -> str:
         f"recovery: {r['created']} servos re-created, {r['removed']} extras removed, "
         f"{r['placement_retries']} placement retries, {r['conflicts']} conflicts",
         f"load per agent: {_fmt(load['msgs_per_agent_s'])} msgs/s, "
-        f"{_fmt(load['bytes_per_agent_s'])} bytes/s ({_fmt(load['kbit_per_agent_s'])} kbit/s)",
+        f"{_fmt(load['bytes_per_agent_s'])} bytes/s ({_fmt(load['kbit_per_agent_s'])} kbit/s), "
+        f"{load.get('inventory_pulls', 0)} inventory pulls",
     ]
     return "\n".join(lines) + "\n"
 
