@@ -13,6 +13,7 @@ capped (`MAX_TCP_CONNECTIONS`, more are closed at once) and must send that heade
 from __future__ import annotations
 
 import random
+import socket
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -43,6 +44,7 @@ MAX_TCP_CONNECTIONS = 32  # inbound TCP connections served at once; more are clo
 JOIN_BACKOFF_MAX_S = 30.0
 RECONNECT_INTERVAL_S = 10.0
 OUTBOX_LIMIT = 4096
+RECV_BURST = 64  # packets read per wake-up before other tasks get a turn
 EVENT_BACKLOG = 1024
 
 
@@ -95,7 +97,9 @@ class GossipService:
         self._kick = trio.Event()
         self._out_send, self._out_recv = trio.open_memory_channel[tuple[Addr, bytes]](OUTBOX_LIMIT)
         self._nursery: trio.Nursery | None = None
-        self._udp: trio.socket.SocketType | None = None
+        self._udp: socket.socket | None = None
+        self._queued = 0  # packets waiting in `_out_send` for a writable socket
+        self._timer_at = float("-inf")  # the deadline the timer loop sleeps until
         self.joined = trio.Event()
         self._tcp_active = 0  # inbound TCP connections being served (bounded by the cap)
 
@@ -172,11 +176,7 @@ class GossipService:
         core = self.core
         assert core is not None
         for addr, msgs in core.outbox:
-            packet = encode(self.keyring, self.name, msgs)
-            try:
-                self._out_send.send_nowait((addr, packet))
-            except trio.WouldBlock:
-                self._drop("outbox_full")
+            self._send_udp(addr, encode(self.keyring, self.name, msgs))
         core.outbox.clear()
         if self._nursery is not None:
             for addr, seq, _target in core.tcp_pings:
@@ -196,8 +196,30 @@ class GossipService:
             if ev.kind in ("joined", "alive") and ev.name != self.name:
                 self.joined.set()
         core.events.clear()
-        if kick:
-            self._kick.set()
+        if kick and core.next_deadline() < self._timer_at:
+            self._kick.set()  # only when the timer loop would otherwise sleep past a deadline
+
+    def _send_udp(self, addr: Addr, packet: bytes) -> None:
+        """Send at once when the socket takes it (the usual case: no task switch per packet);
+        otherwise queue it for the sender task, which waits until the socket is writable."""
+        udp = self._udp
+        if udp is not None and not self._queued:
+            try:
+                udp.sendto(packet, addr)
+            except BlockingIOError:
+                pass
+            except OSError:
+                self._drop("send_error")
+                return
+            else:
+                self.totals["packets_out"] += 1
+                self.totals["bytes_out"] += len(packet)
+                return
+        try:
+            self._out_send.send_nowait((addr, packet))
+            self._queued += 1
+        except trio.WouldBlock:
+            self._drop("outbox_full")
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self.core = Gossip(
@@ -209,8 +231,12 @@ class GossipService:
             self.config,
             self.delegate,
         )
-        udp = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
-        await udp.bind(self.bind)
+        bound = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+        await bound.bind(self.bind)  # resolves a host name without blocking the loop
+        # the plain socket under it, non-blocking: a burst of packets is read, and answers are
+        # sent, without a trip through the scheduler for each (see _udp_receiver, _send_udp)
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, fileno=bound.detach())
+        udp.setblocking(False)
         self._udp = udp
         listeners = await trio.open_tcp_listeners(self.bind[1], host=self.bind[0])
         log.info("gossip.listening", addr=f"{self.advertise[0]}:{self.advertise[1]}")
@@ -228,23 +254,38 @@ class GossipService:
         finally:
             udp.close()
 
-    async def _udp_sender(self, udp: trio.socket.SocketType) -> None:
+    async def _udp_sender(self, udp: socket.socket) -> None:
+        """What `_send_udp` could not send at once, in order, as the socket drains."""
         async for addr, packet in self._out_recv:
-            try:
-                await udp.sendto(packet, addr)
-                self.totals["packets_out"] += 1
-                self.totals["bytes_out"] += len(packet)
-            except OSError:
-                self._drop("send_error")
+            while True:
+                try:
+                    udp.sendto(packet, addr)
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(udp)
+                    continue
+                except OSError:
+                    self._drop("send_error")
+                else:
+                    self.totals["packets_out"] += 1
+                    self.totals["bytes_out"] += len(packet)
+                break
+            self._queued -= 1
 
-    async def _udp_receiver(self, udp: trio.socket.SocketType) -> None:
+    async def _udp_receiver(self, udp: socket.socket) -> None:
+        """Every packet waiting, up to RECV_BURST, per wake-up: gossip arrives in bursts
+        (a gossip round's packets, the acks of a probe), and a scheduler round trip per packet
+        was a large share of an agent's CPU."""
         while True:
-            try:
-                packet, src = await udp.recvfrom(65_535)
-            except OSError:
-                self._drop("recv_error")
-                continue
-            self.handle_packet(packet, (str(src[0]), int(src[1])))
+            await trio.lowlevel.wait_readable(udp)
+            for _ in range(RECV_BURST):
+                try:
+                    packet, src = udp.recvfrom(65_535)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    self._drop("recv_error")
+                    break
+                self.handle_packet(packet, (str(src[0]), int(src[1])))
 
     def handle_packet(self, packet: bytes, src: Addr) -> None:
         """One UDP packet in; never raises."""
@@ -264,8 +305,10 @@ class GossipService:
     async def _timers(self) -> None:
         assert self.core is not None
         while True:
-            with trio.move_on_at(self.core.next_deadline()):
+            self._timer_at = self.core.next_deadline()
+            with trio.move_on_at(self._timer_at):
                 await self._kick.wait()
+            self._timer_at = float("-inf")  # awake: every flush until the next sleep may kick
             self._kick = trio.Event()
             self.core.tick(self._now())
             self._flush(kick=False)
