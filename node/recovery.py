@@ -4,7 +4,9 @@
   sees alive), the engine's plan is carried out: servos lost with a dead node, failed servos,
   servos on draining nodes and the over-count after a node comes back. Nobody else acts on that
   project meanwhile except the agent that took a request for it, and deterministic ids make
-  that race harmless, so no grace period after a write is needed.
+  that race harmless; the owner still leaves a project another agent has just written to that
+  agent for `WRITER_HOLD_S` (2 s), so a deploy's creates are not sent twice (cost, not
+  correctness: see docs/architecture.md).
 - Host rounds: each host brings its own servos to the desired state it knows
   (`placement.converge.host_actions`): stop, start, and the removal of a destroyed project's
   servos when this host missed the destroy (volumes kept).
