@@ -236,8 +236,11 @@ def peer_from_member(
     member: MemberLike, servos: tuple[ServoEntry, ...] = (), inventory: int = 0
 ) -> Peer | None:
     """None when a member's metadata is missing or malformed (a peer still joining).
-    `servos` and `inventory`: the host's inventory as this agent's replica holds it (its
-    deltas may be newer than the metadata's version)."""
+    `servos` and `inventory`: the host's inventory as this agent's replica holds it, and the
+    version that servo list is as of. Only the replica's: the metadata's `inv` may already
+    claim a change whose delta has not arrived, and the executor's overlay drops its own
+    record of a servo as soon as the row is that new (the servo was then in neither for a
+    moment, and the next round created it again)."""
     meta = member.meta
     try:
         cap = meta["cap"]
@@ -256,7 +259,7 @@ def peer_from_member(
             runtime=str(meta.get("runtime", "")),
             draining=bool(meta.get("draining", False)),
             stopping_ms=int(meta.get("stopping", 0) or 0),
-            inventory=max(inventory, int(meta.get("inv", 0) or 0)),
+            inventory=inventory,
             digest=int(meta.get("dig", 0) or 0),
         )
     except (KeyError, IndexError, TypeError, ValueError):

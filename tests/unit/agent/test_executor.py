@@ -82,3 +82,22 @@ async def test_an_own_creation_goes_once_the_hosts_gossip_is_newer_whatever_it_s
     newer = client.version + 1
     peers[:] = [attrs.evolve(p, inventory=newer) for p in peers]  # gossip caught up: empty
     assert sum(len(p.servos) for p in ex.peers()) == 0
+
+
+async def test_metadata_claiming_a_newer_inventory_does_not_hide_a_servo_not_yet_seen() -> None:
+    """The host's metadata may claim the version that holds a new servo before the delta that
+    brings it: the row's servo list is as of the replica's version, and the overlay keeps the
+    servo this agent made until that list is at least as new (else it is in neither, and the
+    next round creates it again)."""
+    from node.cluster import peer_from_member
+
+    class Member:
+        name, status = "b", "alive"
+        meta = {"cap": [4096, 4096, 4000, 4000], "region": "us", "api": "http://b", "inv": 99}
+
+    client = FakeClient()
+    peers = [peer_from_member(Member(), (), inventory=0)]
+    assert peers[0] is not None and peers[0].inventory == 0
+    ex = Executor("a", lambda: peers, client, clock=trio.current_time)  # type: ignore[arg-type]
+    await ex.converge(Project("web", "shoal-servo:latest", 1, 64, 100))
+    assert [s.servo_id for p in ex.peers() for s in p.servos] == sorted(client.hosts["b"])
