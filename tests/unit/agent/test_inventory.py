@@ -15,6 +15,7 @@ from gossip.messages import META_MAX_BYTES, MetaTooLarge
 from gossip.wire import encoded_size
 from node.cluster import build_meta, servo_from_wire
 from node.inventory import (
+    META_CLAIM_GRACE_S,
     PULL_GRACE_S,
     ClusterDelegate,
     InventoryReplica,
@@ -277,8 +278,8 @@ def test_replicas_preloaded_with_shared_records_share_each_change_and_never_writ
     c.replica.preload({"h1": base})
     c.replica.note_claim(1.0, "h1", own.version, own.digest)
     assert not c.replica.consistent("h1")
-    assert c.replica.next_pull_at() == 1.0 + PULL_GRACE_S
-    assert c.replica.due_pulls(1.0 + PULL_GRACE_S, lambda _h: True) == ["h1"]
+    assert c.replica.next_pull_at() == 1.0 + META_CLAIM_GRACE_S
+    assert c.replica.due_pulls(1.0 + META_CLAIM_GRACE_S, lambda _h: True) == ["h1"]
     c.merge_remote_state(2.0, "h1", {"i": own.full_state()}, False)
     assert c.replica.consistent("h1") and c.replica.next_pull_at() is None
     assert {s.servo_id for s in c.replica.servos("h1")} == set(records)
@@ -286,3 +287,24 @@ def test_replicas_preloaded_with_shared_records_share_each_change_and_never_writ
 
 def _entry(delta: list[Any]) -> Any:
     return servo_from_wire(delta[1], delta[5])
+
+
+def test_a_claim_from_metadata_waits_longer_than_a_gap_between_deltas() -> None:
+    """Metadata claims a new version as it is published and may travel ahead of the deltas it
+    claims; a gap seen between deltas is a delta really missing (or reordered)."""
+    own = OwnInventory("h1", InventoryReplica())
+    d1, d2 = (
+        own.publish(0.0, [record("s1")], 0)[0],
+        own.publish(0.0, [record("s1"), record("s2")], 0)[0],
+    )
+    meta_only = receiver()
+    meta_only.replica.note_claim(10.0, "h1", own.version, own.digest)
+    assert meta_only.replica.next_pull_at() == 10.0 + META_CLAIM_GRACE_S
+    meta_only.notify(11.0, d1)  # still behind; a delta gap now: the earlier deadline wins
+    meta_only.notify(11.0, d2)
+    assert meta_only.replica.consistent("h1") and meta_only.replica.next_pull_at() is None
+    gap = receiver()
+    gap.notify(10.0, d2)  # d1 missing: its digest does not match yet
+    assert gap.replica.next_pull_at() == 10.0 + PULL_GRACE_S
+    gap.replica.note_claim(10.5, "h1", own.version, own.digest)  # never pushes it later
+    assert gap.replica.next_pull_at() == 10.0 + PULL_GRACE_S
