@@ -48,7 +48,7 @@ def spec(replicas: int) -> dict[str, object]:
 
 
 async def run_phase(
-    apis: list[str], names: list[str], replicas: int, per_agent: int
+    apis: list[str], names: list[str], replicas: int, per_agent: int, gap_s: float = 0.0
 ) -> tuple[float, list[float]]:
     latencies: list[float] = []
     queue = list(names)
@@ -62,6 +62,8 @@ async def run_phase(
                 r.raise_for_status()
                 assert r.json()["deploy"]["missing"] == 0, r.text
                 latencies.append(time.perf_counter() - t0)
+                if gap_s:
+                    await trio.sleep(gap_s)
 
     t0 = time.perf_counter()
     async with trio.open_nursery() as nursery:
@@ -85,6 +87,14 @@ def measure(
         wall, lat = trio.run(run_phase, apis[:1], one, args.replicas, 1)
         cpu = (cpu_s(pids) - cpu0) / len(lat)
         rows.append((f"{size} agents: one agent, 1 client", len(lat) / wall, lat, cpu))
+        if args.gap:
+            paced = [f"paced-{i}" for i in range(args.projects)]
+            cpu0 = cpu_s(pids)
+            wall, lat = trio.run(run_phase, apis[:1], paced, args.replicas, 1, args.gap)
+            cpu = (cpu_s(pids) - cpu0) / len(lat)
+            rows.append(
+                (f"{size} agents: one agent, {args.gap:g} s apart", len(lat) / wall, lat, cpu)
+            )
         if args.concurrency:
             many = [f"all-{i}" for i in range(args.projects)]
             some = apis[: min(len(apis), 5)]
@@ -115,6 +125,13 @@ def main() -> None:
         default=4,
         help="clients per agent in the concurrent phase (through up to 5 agents; 0 skips it)",
     )
+    parser.add_argument(
+        "--gap",
+        type=float,
+        default=1.0,
+        help="seconds between one deploy's answer and the next request in the paced phase "
+        "(a person deploying, not a load generator; 0 skips it)",
+    )
     args = parser.parse_args()
     rows = []
     for size in args.agents:
@@ -125,10 +142,11 @@ def main() -> None:
         f"{'phase':<42} {'deploys/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'p50 / first':>12} "
         f"{'CPU ms/deploy':>14} {'per agent':>10}"
     )
-    first = statistics.median(rows[0][2])
+    firsts: dict[str, float] = {}  # each phase's p50 at the first size
     for label, rate, lat, cpu in rows:
         p50, p99 = statistics.median(lat), pct(lat, 0.99)
-        ratio = f"{p50 / first:.2f}" if "1 client" in label else ""
+        base = firsts.setdefault(label.split(": ", 1)[1], p50)
+        ratio = f"{p50 / base:.2f}" if " x " not in label else ""
         size = int(label.split()[0])
         print(
             f"{label:<42} {rate:>10.1f} {p50 * 1000:>8.1f} {p99 * 1000:>8.1f} {ratio:>12} "

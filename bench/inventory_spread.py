@@ -29,6 +29,7 @@ from node.host import DEREGISTER_S
 from tests.integration.agents import running_cluster
 
 POLL_S = 0.1  # a poll builds a view from every servo: polling faster loads the agents
+DRAINED_BYTES_S = 2000  # per agent: probes and acks, and no backlog of broadcasts
 
 
 def spec(replicas: int) -> dict[str, Any]:
@@ -113,7 +114,17 @@ def run(base: Path, args: argparse.Namespace) -> None:
         while not all_counted() and time.time() < deadline:
             time.sleep(1)
         print(f"every agent counts {args.servos_per_host} servos on every host: {all_counted()}")
-        time.sleep(5)
+        # the fill's thousands of deltas are still being retransmitted (each by every agent,
+        # a bounded number of times): wait for that backlog to drain before timing changes
+        # or calling anything idle
+        t_drain = time.perf_counter()
+        while time.perf_counter() - t_drain < 180:
+            before = {a: gossip_bytes_out(a) for a in apis}
+            time.sleep(5)
+            rate = statistics.mean(gossip_bytes_out(a) - before[a] for a in apis) / 5
+            if rate < DRAINED_BYTES_S:
+                break
+        print(f"fill's gossip backlog drained after {time.perf_counter() - t_drain:.0f} s")
         before = {a: gossip_bytes_out(a) for a in apis}
         time.sleep(args.idle_s)
         idle = [(gossip_bytes_out(a) - before[a]) / args.idle_s for a in apis]
