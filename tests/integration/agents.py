@@ -111,6 +111,7 @@ class Cluster:
     base: Path
     key_file: Path
     agents: list[Agent] = attrs.field(factory=list)
+    log_level: str = "debug"  # tests keep every event for diagnosis; benchmarks run as users do
 
     def add(
         self,
@@ -150,7 +151,7 @@ class Cluster:
             "--cpus",
             cpus,
             "--log-level",
-            "debug",
+            self.log_level,
             *extra,
         ]
         for seed in join:
@@ -213,11 +214,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def running_cluster(base: Path) -> Iterator[Cluster]:
-    """`make_cluster` for scripts (benchmarks): every agent stopped gracefully at the end, then
-    whatever still runs killed."""
+def running_cluster(base: Path, log_level: str = "info") -> Iterator[Cluster]:
+    """`make_cluster` for scripts (benchmarks): agents log as a user's do (info, not the tests'
+    debug, whose per-change lines are a cost of their own), every agent stopped gracefully at
+    the end, then whatever still runs killed."""
     gen = make_cluster(base)
     cluster = next(gen)
+    cluster.log_level = log_level
     try:
         yield cluster
     finally:
