@@ -233,6 +233,14 @@ class InventoryReplica:
         self._claim(now, host, version, got.digest)
         return True
 
+    def note_meta(self, now: float, host: str, meta: Mapping[str, Any]) -> None:
+        """A host's gossip metadata: the (version, digest) it claims, when well formed."""
+        try:
+            version, digest = int(meta.get("inv", 0)), int(meta.get("dig", 0))
+        except (TypeError, ValueError):
+            return
+        self.note_claim(now, host, version, digest)
+
     def note_claim(self, now: float, host: str, version: int, digest: int) -> None:
         """A host's metadata says its inventory is at (version, digest)."""
         if version:

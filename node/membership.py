@@ -167,13 +167,7 @@ class MembershipView:
                 continue
             if m.status == "alive":
                 alive.add(m.name)
-            meta = m.meta
-            try:
-                self.replica.note_claim(
-                    now, m.name, int(meta.get("inv", 0)), int(meta.get("dig", 0))
-                )
-            except (TypeError, ValueError):
-                continue
+            self.replica.note_meta(now, m.name, m.meta)
         return self.replica.due_pulls(now, alive.__contains__)
 
     async def repair(self) -> None:

@@ -429,12 +429,7 @@ class Fleet:
         if m is None or host == observer:
             return
         replica = self.views[observer].replica
-        try:
-            replica.note_claim(
-                self.net.engine.now, host, int(m.meta.get("inv", 0)), int(m.meta.get("dig", 0))
-            )
-        except (TypeError, ValueError):
-            return
+        replica.note_meta(self.net.engine.now, host, m.meta)
         if replica.pull_at:
             self._pull_soon(observer)
 
