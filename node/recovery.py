@@ -17,6 +17,7 @@ every `ROUND_S` in any case.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -91,13 +92,7 @@ class RecoveryLoop:
                 self._held[entry.name] = until
 
     def held(self, project: str, now: float) -> bool:
-        until = self._held.get(project)
-        if until is None:
-            return False
-        if now < until:
-            return True
-        del self._held[project]
-        return False
+        return now < self._held.get(project, -math.inf)
 
     def owner(self, project: str, alive: list[str]) -> str | None:
         key = tuple(alive)
@@ -164,19 +159,21 @@ class RecoveryLoop:
         alive = [p.name for p in peers if p.status == "alive"]
         touched = []
         now = trio.current_time()
+        # holds that ran out go (one per project another agent wrote, owned here or not)
+        self._held = {name: until for name, until in self._held.items() if now < until}
         for project in self.registry.live():
             if project.stopped or self.owner(project.name, alive) != self.me:
                 continue
             if self.held(project.name, now):
                 continue
-            acted = True
             try:
-                if await self._own_one(project, peers):
-                    touched.append(project.name)
-                else:
-                    acted = False
+                acted = await self._own_one(project, peers)
             except Exception:  # one bad project must not stop planning for the others
                 log.exception("recovery.project_failed", project=project.name)
+                acted = True  # what it did before failing may be news too
+            else:
+                if acted:
+                    touched.append(project.name)
             if acted:
                 # what was just done is news for the next project's plan; a round with nothing
                 # to do plans every project from one view (and one set of engine inputs)
