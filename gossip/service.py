@@ -99,7 +99,9 @@ class GossipService:
         self._nursery: trio.Nursery | None = None
         self._udp: socket.socket | None = None
         self._queued = 0  # packets waiting in `_out_send` for a writable socket
-        self._timer_at = float("-inf")  # the deadline the timer loop sleeps until
+        # the deadline the timer loop sleeps until (it runs tick and flush without yielding,
+        # so only a flush from another task, while it sleeps, can need to wake it earlier)
+        self._timer_at = float("-inf")
         self.joined = trio.Event()
         self._tcp_active = 0  # inbound TCP connections being served (bounded by the cap)
 
@@ -199,22 +201,26 @@ class GossipService:
         if kick and core.next_deadline() < self._timer_at:
             self._kick.set()  # only when the timer loop would otherwise sleep past a deadline
 
+    def _sendto(self, udp: socket.socket, addr: Addr, packet: bytes) -> bool:
+        """One send on the non-blocking socket, counted; False when it would block (nothing
+        sent), True when it is done with (sent, or dropped on an error)."""
+        try:
+            udp.sendto(packet, addr)
+        except BlockingIOError:
+            return False
+        except OSError:
+            self._drop("send_error")
+        else:
+            self.totals["packets_out"] += 1
+            self.totals["bytes_out"] += len(packet)
+        return True
+
     def _send_udp(self, addr: Addr, packet: bytes) -> None:
         """Send at once when the socket takes it (the usual case: no task switch per packet);
         otherwise queue it for the sender task, which waits until the socket is writable."""
         udp = self._udp
-        if udp is not None and not self._queued:
-            try:
-                udp.sendto(packet, addr)
-            except BlockingIOError:
-                pass
-            except OSError:
-                self._drop("send_error")
-                return
-            else:
-                self.totals["packets_out"] += 1
-                self.totals["bytes_out"] += len(packet)
-                return
+        if udp is not None and not self._queued and self._sendto(udp, addr, packet):
+            return
         try:
             self._out_send.send_nowait((addr, packet))
             self._queued += 1
@@ -257,18 +263,8 @@ class GossipService:
     async def _udp_sender(self, udp: socket.socket) -> None:
         """What `_send_udp` could not send at once, in order, as the socket drains."""
         async for addr, packet in self._out_recv:
-            while True:
-                try:
-                    udp.sendto(packet, addr)
-                except BlockingIOError:
-                    await trio.lowlevel.wait_writable(udp)
-                    continue
-                except OSError:
-                    self._drop("send_error")
-                else:
-                    self.totals["packets_out"] += 1
-                    self.totals["bytes_out"] += len(packet)
-                break
+            while not self._sendto(udp, addr, packet):
+                await trio.lowlevel.wait_writable(udp)
             self._queued -= 1
 
     async def _udp_receiver(self, udp: socket.socket) -> None:
@@ -308,7 +304,6 @@ class GossipService:
             self._timer_at = self.core.next_deadline()
             with trio.move_on_at(self._timer_at):
                 await self._kick.wait()
-            self._timer_at = float("-inf")  # awake: every flush until the next sleep may kick
             self._kick = trio.Event()
             self.core.tick(self._now())
             self._flush(kick=False)
