@@ -9,10 +9,8 @@ desired count (or which cannot be, and why), and the traffic per agent.
 
 from __future__ import annotations
 
-import operator
 import random
 import statistics
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -35,7 +33,6 @@ SCENARIOS = (
     "capacity-crunch",
 )
 WARMUP_S = 10.0
-_status_of = operator.attrgetter("status")
 SAMPLE_S = 1.0
 MEMBER_SAMPLE_OBSERVERS = 50
 
@@ -217,18 +214,12 @@ def _simulate(
         series_projects.append([round(now - t0, 3), zero, under])
         alive_obs = [o for o in observers if fleet.up(o)]
         if alive_obs:
-            tallies: Counter[str] = Counter()
-            for o in alive_obs:  # counted in C: 50 observers x every member, every second
-                tallies.update(map(_status_of, net.agents[o].core.members.values()))
+            alive = suspect = dead = 0
+            for o in alive_obs:
+                a, s, d = net.agents[o].core.status_counts()
+                alive, suspect, dead = alive + a, suspect + s, dead + d
             k = len(alive_obs)
-            series_members.append(
-                [
-                    round(now - t0, 3),
-                    tallies["alive"] / k,
-                    tallies["suspect"] / k,
-                    tallies["dead"] / k,
-                ]
-            )
+            series_members.append([round(now - t0, 3), alive / k, suspect / k, dead / k])
         if now >= fail_t and restored_at[0] is None and under == 0 and failed_or_cut():
             restored_at[0] = now - fail_t
         if now + SAMPLE_S <= end_t:

@@ -14,6 +14,12 @@ def _check_views(core: Gossip) -> None:
     others = [n for n in core.members if n != core.name]
     assert sorted(core._names) == sorted(others)
     assert core._down == sorted(n for n in others if core.members[n].status is not ALIVE)
+    statuses = [m.status for m in core.members.values()]
+    assert core.status_counts() == (
+        statuses.count(ALIVE),
+        statuses.count(Status.SUSPECT),
+        statuses.count(Status.DEAD) + statuses.count(Status.LEFT),
+    )
     alive = sorted(n for n in others if core.members[n].status is ALIVE)
     for skip in (None, *alive[:3]):
         expected = [n for n in alive if n != skip]
