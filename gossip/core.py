@@ -456,6 +456,27 @@ class Gossip:
         """The shell's TCP ping to a probe target was answered."""
         self._on_ack(now, seq)
 
+    def tcp_refused(self, now: float, seq: int) -> None:
+        """The shell's TCP ping to a probe target was refused: the target's host answered
+        that nothing listens on its gossip port, so its agent is gone (a crashed or killed
+        process on a host that is up, the most common failure). Suspect it now rather than
+        at the end of the probe period, as memberlist would, half a probe interval later.
+
+        Nothing is decided early but the start of the suspicion, which runs its whole
+        Lifeguard timeout as any other: an agent that restarts on the same port refutes it
+        as usual. A host that is gone sends no refusal, so host loss is detected as before.
+        The probe ends here, before the helpers' nacks are due: it says nothing about this
+        agent's own health, so awareness is left as it is."""
+        self._now = now
+        probe = self._probes.get(seq)
+        if probe is None or probe.acked:
+            return
+        del self._probes[seq]  # its probe_end timer then finds nothing to do
+        self._count("probes_refused")
+        target = self.members.get(probe.target)
+        if target is not None and target.status in (ALIVE, SUSPECT):
+            self._on_suspect(now, target.name, target.incarnation, self.name)
+
     def answer_tcp_ping(self, msg: Msg) -> Msg | None:
         """A PING that came over TCP: the ack to send back on the same connection."""
         if msg[2] != self.name:

@@ -181,8 +181,8 @@ class GossipService:
             self._send_udp(addr, encode(self.keyring, self.name, msgs))
         core.outbox.clear()
         if self._nursery is not None:
-            for addr, seq, _target in core.tcp_pings:
-                self._nursery.start_soon(self._tcp_ping, addr, seq)
+            for addr, seq, target in core.tcp_pings:
+                self._nursery.start_soon(self._tcp_ping, addr, seq, target)
             if core.take_push_pull_due():
                 peer = core.push_pull_target()
                 if peer is not None:
@@ -441,18 +441,33 @@ class GossipService:
             if target is not None and target.status == Status.DEAD:
                 await self._push_pull_quietly(target.addr, False)
 
-    async def _tcp_ping(self, addr: Addr, seq: int) -> None:
-        """The TCP fallback probe: a path that loses UDP but not TCP is still a live peer."""
+    async def _tcp_ping(self, addr: Addr, seq: int, target: str) -> None:
+        """The TCP fallback probe: a path that loses UDP but not TCP is still a live peer, and
+        a refused connection is a peer whose agent is gone (`Gossip.tcp_refused`)."""
         assert self.core is not None
         budget = max(0.1, self.config.probe_interval_s - self.config.probe_timeout_s)
-        target_name = next((m.name for m in self.core.snapshot() if m.addr == addr), "")
         try:
-            reply = await self._exchange(addr, [MsgType.PING, seq, target_name, self.name], budget)
-        except (OSError, trio.TooSlowError, trio.BrokenResourceError, EOFError, DecodeError):
+            reply = await self._exchange(addr, [MsgType.PING, seq, target, self.name], budget)
+        except OSError as exc:
+            if _refused(exc):
+                self.core.tcp_refused(self._now(), seq)
+                self._flush()
+            return
+        except (trio.TooSlowError, trio.BrokenResourceError, EOFError, DecodeError):
             return
         if reply[0] == MsgType.ACK and reply[1] == seq:
             self.core.tcp_ack(self._now(), seq)
             self._flush()
+
+
+def _refused(exc: BaseException) -> bool:
+    """Every attempt to connect was refused (trio groups one error per address tried)."""
+    if isinstance(exc, ConnectionRefusedError):
+        return True
+    cause = exc.__cause__
+    if isinstance(cause, BaseExceptionGroup):
+        return all(_refused(e) for e in cause.exceptions)
+    return False
 
 
 def _wall_ms() -> int:

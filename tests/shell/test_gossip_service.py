@@ -1,5 +1,6 @@
 """The Trio shell: two services on loopback join, see each other's metadata, deliver membership
-events on the channel, and a graceful leave arrives as `left`."""
+events on the channel, and a graceful leave arrives as `left`; a peer whose process is gone
+refuses the TCP fallback probe, and is suspected on the refusal."""
 
 from __future__ import annotations
 
@@ -58,4 +59,21 @@ async def test_join_events_metadata_and_leave() -> None:
         ev = await next_event(a, "left", "b")
         assert ev.status == "left"
         assert a.counters()["totals"]["packets_in"] > 0
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_peer_whose_agent_is_gone_is_suspected_on_the_refused_tcp_probe() -> None:
+    pa, pb = udp_tcp_port(), udp_tcp_port()
+    a = GossipService("a", ("127.0.0.1", pa), ("127.0.0.1", pa), Keyring([KEY]), {})
+    b = GossipService(
+        "b", ("127.0.0.1", pb), ("127.0.0.1", pb), Keyring([KEY]), {}, seeds=[("127.0.0.1", pa)]
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(a.run)
+        async with trio.open_nursery() as inner:
+            await inner.start(b.run)
+            await next_event(a, "joined", "b")
+            inner.cancel_scope.cancel()  # b's sockets close without a word: a crashed agent
+        await next_event(a, "suspect", "b")
+        assert a.counters()["core"]["probes_refused"] >= 1
         nursery.cancel_scope.cancel()

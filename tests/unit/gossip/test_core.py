@@ -180,6 +180,39 @@ def test_ping_to_a_suspect_carries_the_suspicion() -> None:
     assert [MsgType.PING, MsgType.SUSPECT] in kinds
 
 
+def _probe_until_fallback(g: Gossip) -> tuple[int, float]:
+    """Tick until a probe's TCP fallback is asked for: (its seq, the time)."""
+    t = 0.0
+    while not g.tcp_pings:
+        t += 0.05
+        g.tick(t)
+    _addr, seq, _target = g.tcp_pings.pop()
+    return seq, t
+
+
+def test_a_refused_tcp_fallback_suspects_at_once_and_costs_no_awareness() -> None:
+    g = core_with_peers(6)
+    seq, t = _probe_until_fallback(g)
+    target = g._probes[seq].target
+    assert g.members[target].status == Status.ALIVE
+    g.tcp_refused(t + 0.01, seq)
+    assert g.members[target].status == Status.SUSPECT  # half a probe interval early
+    assert g.suspicions[target].started_s == pytest.approx(t + 0.01)
+    assert g.awareness.score == 0 and g.counters["probes_refused"] == 1
+    g.tick(t + 1.0)  # the probe's end finds nothing left to judge
+    assert g.awareness.score == 0 and g.counters.get("nacks_missed", 0) == 0
+
+
+def test_a_refusal_after_an_ack_changes_nothing() -> None:
+    g = core_with_peers(6)
+    seq, t = _probe_until_fallback(g)
+    target = g._probes[seq].target
+    g.handle(t + 0.01, (target, 1), target, [[MsgType.ACK, seq, target]])
+    g.tcp_refused(t + 0.02, seq)
+    assert g.members[target].status == Status.ALIVE
+    assert "probes_refused" not in g.counters
+
+
 def test_awareness_rises_with_missed_nacks_and_stretches_probes() -> None:
     g = core_with_peers(6)
     for t in range(1, 6):  # nobody answers anything: probes fail and helpers never nack
