@@ -63,43 +63,6 @@ def encoded_size(msg: Msg) -> int:
     return len(_packers.packer.pack(msg))
 
 
-def _array_header_bytes(n: int) -> int:
-    return 1 if n < 16 else 3 if n < 65_536 else 5
-
-
-class PacketSizer:
-    """`len(pack_messages(sender, msgs))`, without packing the packet again.
-
-    The simulator counts the bytes of every packet it passes, and its relayed messages are
-    shared objects: after a region outage each one crosses the virtual network thousands of
-    times, so packing every packet whole cost a sixth of a run. A message's size is kept by
-    its identity, with a reference to the message so the identity cannot be reused while
-    kept; the envelope's size per sender. Exact as long as a message is not changed once
-    sent, which holds for every message the gossip core builds (it makes new ones; relays
-    pass them on unchanged). `tests/unit/gossip/test_wire_scale.py` holds it to packing."""
-
-    def __init__(self, max_kept: int = 200_000) -> None:
-        self._sizes: dict[int, tuple[Msg, int]] = {}
-        self._envelopes: dict[str, int] = {}
-        self._max_kept = max_kept
-
-    def size(self, sender: str, msgs: list[Msg]) -> int:
-        envelope = self._envelopes.get(sender)
-        if envelope is None:
-            # the empty list's one-byte header is replaced by the real one below
-            envelope = self._envelopes[sender] = len(pack_messages(sender, [])) - 1
-        sizes = self._sizes
-        total = envelope + _array_header_bytes(len(msgs))
-        for msg in msgs:
-            kept = sizes.get(id(msg))
-            if kept is None or kept[0] is not msg:
-                if len(sizes) >= self._max_kept:
-                    sizes.clear()
-                kept = sizes[id(msg)] = (msg, encoded_size(msg))
-            total += kept[1]
-        return total
-
-
 def encode(keyring: Keyring | None, sender: str, msgs: list[Msg], aad: bytes = b"") -> bytes:
     raw = pack_messages(sender, msgs)
     return keyring.seal(raw, aad) if keyring is not None else raw

@@ -21,7 +21,7 @@ from gossip.broadcast_queue import BroadcastQueue
 from gossip.core import ALIVE, Gossip, GossipConfig, Member, MemberEvent
 from gossip.crypto import OVERHEAD
 from gossip.messages import Msg
-from gossip.wire import PacketSizer
+from gossip.wire import pack_messages
 from sim.engine import Engine
 from sim.network import Network
 
@@ -142,7 +142,6 @@ class GossipNet:
         self.network.attach(self._deliver)
         self._on_event = on_event
         self.count_bytes = count_bytes
-        self._sizer = PacketSizer()
 
     def _region(self, name: str) -> str:
         return self.agents[name].region
@@ -182,7 +181,7 @@ class GossipNet:
             agent.core.broadcasts = BroadcastQueue(self.config.retransmit_mult)
 
     def send(self, src: str, dst: str, msgs: list[Msg]) -> None:
-        size = self._sizer.size(src, msgs) + OVERHEAD if self.count_bytes else 0
+        size = len(pack_messages(src, msgs)) + OVERHEAD if self.count_bytes else 0
         self.network.send(src, dst, msgs, size)
 
     def _deliver(self, src: str, dst: str, payload: Any) -> None:
