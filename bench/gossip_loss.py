@@ -22,13 +22,18 @@ each loss level, in order:
      are restarted and both clusters must be whole again before the next round;
   3. with --frozen S: one agent of each system SIGSTOPped for S seconds (a host gone without
      a word, unlike kill -9 on loopback, which answers with ICMP/RST), the others polled for
-     false deaths of live members meanwhile; then thawed, and both clusters whole again.
+     false deaths of live members meanwhile; then thawed, and both clusters whole again;
+  4. with --freeze-rounds N: N rounds as in 2, but the victim is SIGSTOPped instead of killed
+     (no RST answers a probe, as for a host whose power is cut), timed until every survivor
+     calls it dead, then thawed: it finds itself declared dead, refutes and is taken back.
+     Shoal starts a suspicion when a TCP probe is refused (a killed agent on a live host);
+     these rounds measure detection without that signal.
 
 The poller's own TCP ports (Shoal's API, Serf's RPC) are exempt from the drop so the figures do
 not include the poller's retransmits; the gossip ports, UDP and TCP, are not.
 
     .venv/bin/python bench/gossip_loss.py [--agents 10] [--losses 0 0.1 0.2] [--rounds 5]
-        [--idle 20] [--quiet 60] [--frozen 0] [--json]
+        [--idle 20] [--quiet 60] [--frozen 0] [--freeze-rounds 0] [--json]
 
 Needs root, `ip`, `iptables` and `serf` (apt-get install serf). Figures are printed, never
 asserted; tests/integration/test_gossip_loss_netns.py pins the no-false-death half.
@@ -410,14 +415,21 @@ def frozen_interval(observers: list[Observer], seconds: float) -> dict[str, dict
     return out
 
 
-def kill_round(observers: list[Observer], victim: int, timeout_s: float) -> dict[str, float]:
-    """Kill `victim` in every system at once; seconds until each system's survivors all say dead."""
+def kill_round(
+    observers: list[Observer], victim: int, timeout_s: float, freeze: bool = False
+) -> dict[str, float]:
+    """Kill `victim` in every system at once (kill -9; `freeze`: SIGSTOP, a host gone without
+    a word); seconds until each system's survivors all say dead. Then the victims come back:
+    restarted, or thawed (they find themselves declared dead and refute)."""
     n = len(observers[0].system.names)
     survivors = [i for i in range(n) if i != victim]
     first_dead: list[dict[int, float]] = [{} for _ in observers]
     t0 = time.monotonic()
     for ob in observers:
-        ob.system.kill9(victim)
+        if freeze:
+            os.kill(ob.system.pid(victim), signal.SIGSTOP)
+        else:
+            ob.system.kill9(victim)
     detect: dict[str, float] = {}
     while len(detect) < len(observers) and time.monotonic() - t0 < timeout_s:
         for k, ob in enumerate(observers):
@@ -433,8 +445,45 @@ def kill_round(observers: list[Observer], victim: int, timeout_s: float) -> dict
         time.sleep(0.05)
     for ob in observers:
         detect.setdefault(type(ob.system).__name__, float("nan"))  # not seen within the timeout
-        ob.system.restart(victim)
+        if freeze:
+            os.kill(ob.system.pid(victim), signal.SIGCONT)
+        else:
+            ob.system.restart(victim)
     return detect
+
+
+def victim_rounds(
+    observers: list[Observer], args: argparse.Namespace, level: int, freeze: bool
+) -> dict[str, Any]:
+    """`args.rounds` (or `args.freeze_rounds`) kills or freezes, each victim back and both
+    clusters whole before the next: detection times, and any other member called dead."""
+    rounds = args.freeze_rounds if freeze else args.rounds
+    for ob in observers:
+        ob.false_pairs.clear()
+        ob.unanswered = 0
+        ob.mark_logs()
+    detect: dict[str, list[float]] = {"ShoalCluster": [], "SerfCluster": []}
+    victims: set[str] = set()
+    for r in range(rounds):
+        victim = 1 + (r + level * rounds) % (args.agents - 1)
+        victims |= {ob.system.names[victim] for ob in observers}
+        for name, s in kill_round(observers, victim, 60, freeze).items():
+            detect[name].append(s)
+        wait_whole(observers, 180)
+        time.sleep(3)
+    out: dict[str, Any] = {"detect": detect}
+    for o in observers:
+        key = type(o.system).__name__
+        logged = o.logged_deaths()
+        out[key] = {
+            "false_pairs": len(o.false_pairs),
+            "false_logged": sum(m not in victims for m in logged),
+            # evidence the log count works: (agents - 1) x rounds when all is well
+            "victim_deaths_logged": sum(m in victims for m in logged),
+            "false_lines": o.dead_lines(victims),
+            "unanswered": o.unanswered,
+        }
+    return out
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -464,31 +513,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             row["quiet"] = quiet_interval(observers, args.idle, args.quiet)
             if args.frozen > 0:
                 row["frozen"] = frozen_interval(observers, args.frozen)
-            for ob in observers:
-                ob.false_pairs.clear()
-                ob.unanswered = 0
-                ob.mark_logs()
-            detect: dict[str, list[float]] = {"ShoalCluster": [], "SerfCluster": []}
-            killed: set[str] = set()
-            for r in range(args.rounds):
-                victim = 1 + (r + len(levels) * args.rounds) % (args.agents - 1)
-                killed |= {ob.system.names[victim] for ob in observers}
-                for name, s in kill_round(observers, victim, 60).items():
-                    detect[name].append(s)
-                wait_whole(observers, 120)
-                time.sleep(3)
-            row["detect"] = detect
-            for o in observers:
-                key = type(o.system).__name__
-                logged = o.logged_deaths()
-                row.setdefault("kill", {})[key] = {
-                    "false_pairs": len(o.false_pairs),
-                    "false_logged": sum(m not in killed for m in logged),
-                    # evidence the log count works: (agents - 1) x rounds when all is well
-                    "victim_deaths_logged": sum(m in killed for m in logged),
-                    "false_lines": o.dead_lines(killed),
-                    "unanswered": o.unanswered,
-                }
+            kills = victim_rounds(observers, args, len(levels), freeze=False)
+            row["detect"] = kills.pop("detect")
+            row["kill"] = kills
+            if args.freeze_rounds > 0:
+                freezes = victim_rounds(observers, args, len(levels), freeze=True)
+                row["freeze_detect"] = freezes.pop("detect")
+                row["freeze"] = freezes
             row["dropped_packets"] = ns.dropped_packets() - dropped0
             levels.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
@@ -514,6 +545,12 @@ def main() -> None:
     parser.add_argument("--quiet", type=float, default=60.0, help="polled seconds per level")
     parser.add_argument(
         "--frozen", type=float, default=0.0, help="seconds per level with one agent SIGSTOPped"
+    )
+    parser.add_argument(
+        "--freeze-rounds",
+        type=int,
+        default=0,
+        help="per level, rounds where the victim is SIGSTOPped (no RST: a lost host) instead",
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -541,6 +578,20 @@ def main() -> None:
                 f" | {row['kill'][key]['false_pairs']} / {row['kill'][key]['false_logged']}"
                 f" | {q['refutations']} | {q['idle_cpu_pct']:.2f} / {q['cpu_pct']:.2f} % |"
             )
+    if args.freeze_rounds:
+        print(
+            f"\nSIGSTOP x{args.freeze_rounds} per level (a host gone without a word: no RST)\n"
+            "| loss | system | frozen until every survivor says dead: median / max"
+            " | false deaths (polled pairs / logged) |"
+        )
+        print("|---:|---|---:|---:|")
+        for row in results["levels"]:
+            for key, label in labels.items():
+                f = row["freeze"][key]
+                print(
+                    f"| {row['loss']:.0%} | {label} | {fmt(row['freeze_detect'][key])}"
+                    f" | {f['false_pairs']} / {f['false_logged']} |"
+                )
     for row in results["levels"]:
         evidence = ", ".join(
             f"{labels[k]} {v['victim_deaths_logged']} victim deaths logged,"
