@@ -8,12 +8,18 @@ first), as long as they fit the packet's remaining bytes.
 
 Entries are kept in buckets by how often they were sent, so filling a packet looks at the few
 entries it takes rather than sorting the whole queue (which, after a region outage, holds a
-broadcast for every lost member).
+broadcast for every lost member). Each bucket also keeps its small entries apart (membership
+news without metadata: a SUSPECT or DEAD is 20-40 bytes, an ALIVE with metadata or an
+inventory delta over 100): once a packet's remaining room is below every large entry's size,
+the rest of the bucket is walked among the small ones only. In a 300-agent region outage
+three in four entries looked at were large ones that no longer fit.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from itertools import islice
 from typing import Any
 
 import attrs
@@ -21,6 +27,9 @@ import attrs
 MIN_ENTRY_BYTES = 8  # no broadcast is smaller: below this much room, stop looking
 PER_MSG_OVERHEAD = 2  # what one more message adds to the packet's list beyond its own bytes
 MIN_COST = MIN_ENTRY_BYTES + PER_MSG_OVERHEAD
+# Entries costing no more than this are also kept in their bucket's `small` dict. Any value is
+# correct (the choice is the same); this one parts membership news from metadata and payloads.
+SMALL_COST = 64
 
 
 @attrs.define
@@ -32,6 +41,35 @@ class _Item:
     mult: int = 1  # times the usual retransmit limit this broadcast is sent
 
 
+class _Bucket:
+    """The entries sent `sent` times, oldest first (dicts keep insertion order)."""
+
+    __slots__ = ("big_floor", "floor", "items", "small")
+
+    def __init__(self, item: _Item) -> None:
+        self.items: dict[str, _Item] = {item.key: item}
+        # the entries costing no more than SMALL_COST, in the same order
+        self.small: dict[str, _Item] = {}
+        # no more than the smallest cost in the bucket, and in its large part (bounds: kept on
+        # removal), so a nearly full packet stops looking where nothing can fit
+        self.floor = item.cost
+        self.big_floor: float = math.inf
+        if item.cost <= SMALL_COST:
+            self.small[item.key] = item
+        else:
+            self.big_floor = item.cost
+
+    def add(self, item: _Item) -> None:
+        key, cost = item.key, item.cost
+        self.items[key] = item
+        if cost <= SMALL_COST:
+            self.small[key] = item
+        elif cost < self.big_floor:
+            self.big_floor = cost
+        if cost < self.floor:
+            self.floor = cost
+
+
 def retransmit_limit(mult: int, members: int) -> int:
     return mult * max(1, math.ceil(math.log10(members + 1)))
 
@@ -40,11 +78,7 @@ def retransmit_limit(mult: int, members: int) -> int:
 class BroadcastQueue:
     retransmit_mult: int = 4
     _items: dict[str, _Item] = attrs.field(factory=dict)
-    # sent count -> {key: item}, oldest first (dicts keep insertion order)
-    _buckets: dict[int, dict[str, _Item]] = attrs.field(factory=dict)
-    # sent count -> no more than the smallest cost in that bucket (a bound: kept on removal),
-    # so a nearly full packet stops looking in a bucket none of whose entries can fit
-    _floors: dict[int, int] = attrs.field(factory=dict)
+    _buckets: dict[int, _Bucket] = attrs.field(factory=dict)  # by sent count
 
     def __len__(self) -> int:
         return len(self._items)
@@ -58,44 +92,59 @@ class BroadcastQueue:
             self._unbucket(old)
         item = _Item(key, msg, size + PER_MSG_OVERHEAD, 0, max(1, limit_mult))
         self._items[key] = item
-        self._bucket(item)
-
-    def _bucket(self, item: _Item) -> None:
-        bucket = self._buckets.get(item.sent)
+        bucket = self._buckets.get(0)
         if bucket is None:
-            self._buckets[item.sent] = {item.key: item}
-            self._floors[item.sent] = item.cost
+            self._buckets[0] = _Bucket(item)
         else:
-            bucket[item.key] = item
-            if item.cost < self._floors[item.sent]:
-                self._floors[item.sent] = item.cost
+            bucket.add(item)
 
     def _unbucket(self, item: _Item) -> None:
         bucket = self._buckets[item.sent]
-        del bucket[item.key]
-        if not bucket:
+        del bucket.items[item.key]
+        if item.cost <= SMALL_COST:
+            del bucket.small[item.key]
+        if not bucket.items:
             del self._buckets[item.sent]
-            del self._floors[item.sent]
 
     def _choose(self, budget_bytes: int) -> list[_Item]:
         """The broadcasts the next packet carries: least sent first, newest first among equals,
         as long as they fit `budget_bytes`."""
         if not self._items or budget_bytes < MIN_COST:
             return []
-        buckets, floors = self._buckets, self._floors
+        buckets = self._buckets
         chosen: list[_Item] = []
-        spent = 0
+        room = budget_bytes
         for sent in sorted(buckets):
-            smallest = floors[sent]
-            if budget_bytes - spent < smallest:
+            bucket = buckets[sent]
+            smallest = bucket.floor
+            if room < smallest:
                 continue
-            for item in reversed(buckets[sent].values()):
-                if spent + item.cost <= budget_bytes:
-                    spent += item.cost
-                    chosen.append(item)
-                if budget_bytes - spent < smallest:
+            big_floor = bucket.big_floor
+            # Small entries met while the room is at least `big_floor` (> SMALL_COST) all fit,
+            # so they are the first `small_taken` of the small part in the same order.
+            small_taken = 0
+            rest: Iterator[_Item] | None = None
+            for item in reversed(bucket.items.values()):
+                if room < big_floor:  # no large entry fits any more: the small ones left
+                    rest = islice(reversed(bucket.small.values()), small_taken, None)
                     break
-            if budget_bytes - spent < MIN_COST:
+                cost = item.cost
+                if cost <= room:
+                    room -= cost
+                    chosen.append(item)
+                    if cost <= SMALL_COST:
+                        small_taken += 1
+                    if room < smallest:
+                        break
+            if rest is not None:
+                for item in rest:
+                    cost = item.cost
+                    if cost <= room:
+                        room -= cost
+                        chosen.append(item)
+                        if room < smallest:
+                            break
+            if room < MIN_COST:
                 break
         return chosen
 
@@ -110,26 +159,36 @@ class BroadcastQueue:
         if not chosen:
             return []
         limit = retransmit_limit(self.retransmit_mult, members)
-        buckets, floors = self._buckets, self._floors
-        items = self._items
-        for item in chosen:  # _unbucket, then _bucket one level up, inlined: the hot path
-            key, sent = item.key, item.sent
-            bucket = buckets[sent]
-            del bucket[key]
-            if not bucket:
+        buckets, items = self._buckets, self._items
+        msgs: list[list[Any]] = []
+        # _unbucket, then into the bucket one level up (`_Bucket.add`), inlined: the hot path.
+        # `chosen` runs bucket by bucket, so each bucket and the one above are looked up once
+        # per run of entries from it.
+        sent = chosen[0].sent
+        bucket, upper = buckets[sent], buckets.get(sent + 1)
+        for item in chosen:
+            msgs.append(item.msg)
+            key, cost = item.key, item.cost
+            if item.sent != sent:
+                sent = item.sent
+                bucket = buckets[sent]
+                upper = buckets.get(sent + 1)
+            del bucket.items[key]
+            if cost <= SMALL_COST:
+                del bucket.small[key]
+            if not bucket.items:
                 del buckets[sent]
-                del floors[sent]
-            sent += 1
-            item.sent = sent
-            if sent >= limit * item.mult:
+            item.sent = sent + 1
+            if sent + 1 >= limit * item.mult:
                 del items[key]
-                continue
-            upper = buckets.get(sent)
-            if upper is None:
-                buckets[sent] = {key: item}
-                floors[sent] = item.cost
+            elif upper is None:
+                upper = buckets[sent + 1] = _Bucket(item)
             else:
-                upper[key] = item
-                if item.cost < floors[sent]:
-                    floors[sent] = item.cost
-        return [item.msg for item in chosen]
+                upper.items[key] = item
+                if cost <= SMALL_COST:
+                    upper.small[key] = item
+                elif cost < upper.big_floor:
+                    upper.big_floor = cost
+                if cost < upper.floor:
+                    upper.floor = cost
+        return msgs

@@ -92,10 +92,13 @@ class _ReferenceQueue:
 @given(
     st.lists(
         st.one_of(
-            # few sizes and small budgets, so exact fits and near-misses are common
-            st.tuples(st.just("put"), st.sampled_from("abcdefghij"), st.sampled_from([8, 9, 18])),
-            st.tuples(st.just("take"), st.integers(0, 70), st.integers(1, 2000)),
-            st.tuples(st.just("peek"), st.integers(0, 70), st.just(0)),
+            # few sizes and small budgets, so exact fits and near-misses are common; sizes on
+            # both sides of SMALL_COST, so that the walk among small entries only is tried
+            st.tuples(
+                st.just("put"), st.sampled_from("abcdefghij"), st.sampled_from([8, 9, 18, 70, 90])
+            ),
+            st.tuples(st.just("take"), st.integers(0, 200), st.integers(1, 2000)),
+            st.tuples(st.just("peek"), st.integers(0, 200), st.just(0)),
         ),
         max_size=200,
     )
