@@ -275,7 +275,11 @@ class Gossip:
         """`m`, made this core's own to change (see `Member.shared`)."""
         if not m.shared:
             return m
-        mine = attrs.evolve(m, shared=False)
+        # the constructor, not `attrs.evolve` (which reads the class's fields on every call):
+        # after an outage every survivor copies a record for each member lost
+        mine = Member(
+            m.name, m.addr, m.incarnation, m.status, m.meta, m.meta_version, m.changed_s, False
+        )
         self.members[m.name] = mine
         return mine
 
@@ -427,19 +431,43 @@ class Gossip:
 
     def handle(self, now: float, src: Addr, sender: str, msgs: list[Msg]) -> None:
         """A decoded UDP packet from `src`; every message in it, in order (the most frequent
-        kinds are tested first: this loop runs for every message of every packet)."""
+        kinds are tested first: this loop runs for every message of every packet).
+
+        After a region outage nine in ten membership messages are news already had: a SUSPECT
+        from an accuser already counted (or once the timeout is at its minimum), a DEAD about a
+        member dead here, an ALIVE no newer than the record. Those are recognised here, each
+        by the test its handler starts with, without the call (in a 300-agent outage: 510,000
+        of 570,000 SUSPECTs, 225,000 of 240,000 DEADs, 390,000 of 415,000 ALIVEs)."""
         self._now = now
+        members = self.members
         for msg in msgs:
             kind = msg[0]
             if kind == _SUSPECT:
+                # An open suspicion means the member is suspect here (`suspicions` holds
+                # exactly those), and `confirm` would change nothing: nor would the handler.
+                s = self.suspicions.get(msg[1])
+                if s is not None and (len(s.confirmers) > s.bounds.k or msg[3] in s.confirmers):
+                    continue
                 self._on_suspect(now, msg[1], msg[2], msg[3], msg)
             elif kind == _PING:
                 self._on_ping(now, src, msg)
             elif kind == _ACK:
                 self._on_ack(now, msg[1])
             elif kind == _DEAD:
+                m = members.get(msg[1])
+                # dead or left here already: `_on_dead` returns whatever the incarnation (this
+                # agent's own record is left only while it leaves, when it does not refute)
+                if m is None or m.status is DEAD or m.status is LEFT:
+                    continue
                 self._on_dead(now, msg[1], msg[2], msg[3], msg[4], msg)
             elif kind == _ALIVE:
+                m = members.get(msg[1])
+                # no newer than what is known: `_on_alive` returns (for this agent's own
+                # record too: it refutes only a higher incarnation or metadata version)
+                if m is not None and (
+                    msg[2] < m.incarnation or (msg[2] == m.incarnation and msg[4] <= m.meta_version)
+                ):
+                    continue
                 self._on_alive(now, msg[1], msg[2], msg[3], msg[4], msg[5])
             elif kind == _APP:
                 self._on_app(now, msg)
