@@ -218,7 +218,8 @@ class Gossip:
         self._bounds: tuple[int, SuspicionBounds] | None = None  # (live count, its bounds)
         self._probe_order: list[str] = []
         self._probe_pos = 0
-        self._push_pull_due = False
+        # a push-pull is due (`take_push_pull_due`), readable without the call
+        self.push_pull_due = False
         self._timer(now + rng.random() * cfg.probe_interval_s, "probe", None)
         self._now = now  # the latest time an input brought; arms timers from outside tick()
         # Gossip rounds fall on a grid with this agent's own random phase; they sleep while
@@ -408,12 +409,12 @@ class Gossip:
                 else:
                     self._gossip_armed = False
             elif kind == "push_pull":
-                self._push_pull_due = True
+                self.push_pull_due = True
                 interval = push_pull_interval_s(self.config.push_pull_interval_s, self.live_count())
                 self._timer(now + interval, "push_pull", None)
 
     def take_push_pull_due(self) -> bool:
-        due, self._push_pull_due = self._push_pull_due, False
+        due, self.push_pull_due = self.push_pull_due, False
         return due
 
     def push_pull_target(self) -> Member | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from gossip.broadcast_queue import BroadcastQueue
@@ -33,6 +34,7 @@ class SimAgent:
         self, net: GossipNet, name: str, region: str, zone: str, meta: dict[str, Any]
     ) -> None:
         self.net = net
+        self._engine = net.engine
         self.name = name
         self.region = region
         self.zone = zone
@@ -66,11 +68,12 @@ class SimAgent:
 
     def schedule(self) -> None:
         when = self.core.next_deadline()
-        if self.stalled:
+        engine = self._engine
+        if engine.now < self.stalled_until:
             when = max(when, self.stalled_until)
         if when < self._wake_at:
             self._wake_at = when
-            self.net.engine.at(when, lambda: self._wake(when))
+            engine.at(when, partial(self._wake, when))
 
     def _wake(self, when: float) -> None:
         if when != self._wake_at or self.crashed:
@@ -79,7 +82,7 @@ class SimAgent:
         if self.stalled:
             self.schedule()
             return
-        now = self.net.engine.now
+        now = self._engine.now
         backlog, self._backlog = self._backlog, []
         for src, msgs in backlog:
             self.core.handle(now, (src, 1), src, msgs)
@@ -87,10 +90,17 @@ class SimAgent:
         self.flush()
 
     def receive(self, src: str, msgs: list[Msg]) -> None:
+        """A packet arrived. Runs for every packet: the usual case (not slow, crashed or
+        stalled) hands it to the core here rather than through `_handle`."""
         if self.slow_s > 0:
-            self.net.engine.after(self.slow_s, lambda: self._handle(src, msgs))
-        else:
+            self._engine.after(self.slow_s, lambda: self._handle(src, msgs))
+            return
+        now = self._engine.now
+        if self.crashed or now < self.stalled_until:
             self._handle(src, msgs)
+            return
+        self.core.handle(now, (src, 1), src, msgs)
+        self.flush()
 
     def _handle(self, src: str, msgs: list[Msg]) -> None:
         if self.crashed:
@@ -99,7 +109,7 @@ class SimAgent:
             self._backlog.append((src, msgs))
             self.schedule()
             return
-        self.core.handle(self.net.engine.now, (src, 1), src, msgs)
+        self.core.handle(self._engine.now, (src, 1), src, msgs)
         self.flush()
 
     def flush(self) -> None:
@@ -113,7 +123,7 @@ class SimAgent:
             pings, core.tcp_pings = core.tcp_pings, []
             for addr, seq, _target in pings:
                 net.tcp_ping(self, addr[0], seq)
-        if core.take_push_pull_due():
+        if core.push_pull_due and core.take_push_pull_due():
             peer = core.push_pull_target()
             if peer is not None:
                 net.push_pull(self, peer.name)
@@ -187,8 +197,7 @@ class GossipNet:
     def _deliver(self, src: str, dst: str, payload: Any) -> None:
         agent = self.agents.get(dst)
         if agent is not None:
-            kind = payload[0] if isinstance(payload, tuple) else None
-            if kind == "tcp":
+            if isinstance(payload, tuple) and payload[0] == "tcp":
                 payload[1]()
             else:
                 agent.receive(src, payload)
