@@ -856,24 +856,48 @@ class Gossip:
             not self.suspicions and self._live == len(self.members)
         ):
             return  # nobody suspect or dead: the usual case, answered without a scan
-        horizon = now - cfg.gossip_to_the_dead_s
-
-        def not_alive(m: Member) -> bool:
-            return m.status is SUSPECT or (m.status is not ALIVE and m.changed_s > horizon)
-
         msgs = self.broadcasts.peek(budget)
         if msgs:
-            # nobody suspect and every death older than the horizon: nobody to find; every
-            # death newer than it: every member not alive is one
-            some = bool(self.suspicions) or self._newest_down_s > horizon
-            peers = self._random_members(
-                cfg.gossip_to_the_dead_nodes,
-                not_alive,
-                self._down if some else [],
-                all_keep=self._oldest_down_s > horizon,
-            )
-            for peer in peers:
+            for peer in self._random_not_alive(
+                cfg.gossip_to_the_dead_nodes, now - cfg.gossip_to_the_dead_s
+            ):
                 self.outbox.append((peer.addr, msgs))
+
+    def _random_not_alive(self, k: int, horizon: float) -> list[Member]:
+        """`_random_members(k, keep)` for the members suspect, or dead or left after
+        `horizon`, with `keep` written out inline: the same draws, the same members.
+
+        After a region outage, while some deaths are older than the horizon and some newer,
+        the fallback scan of `_down` (a third of the table) ran on most gossip rounds of every
+        survivor, and calling `keep` for each name was most of its cost."""
+        names, members, rng = self._names, self.members, self.rng
+        picked: dict[str, Member] = {}
+        if len(names) > 4 * k:
+            for _ in range(4 * k):
+                m = members[names[rng.randrange(len(names))]]
+                status = m.status
+                if (
+                    status is SUSPECT or (status is not ALIVE and m.changed_s > horizon)
+                ) and m.name not in picked:
+                    picked[m.name] = m
+                    if len(picked) == k:
+                        return list(picked.values())
+        # nobody suspect and every death older than the horizon: nobody to find
+        if not self.suspicions and self._newest_down_s <= horizon:
+            return list(picked.values())
+        down = self._down  # outside it nobody is suspect or dead
+        if self._oldest_down_s > horizon and not picked:
+            # every death newer than the horizon: every member in `down` is one. `sample`
+            # picks by position from the length alone: the same draws as on a copy
+            picks = rng.sample(range(len(down)), min(k, len(down)))
+            return [members[down[j]] for j in picks]
+        pool = [
+            m
+            for n in down
+            if ((m := members[n]).status is SUSPECT or m.changed_s > horizon) and n not in picked
+        ]
+        need = min(k - len(picked), len(pool))
+        return [*picked.values(), *rng.sample(pool, need)]
 
     def _random_members(
         self,
@@ -939,16 +963,27 @@ class Gossip:
         ]
 
     def merge_state(self, now: float, states: list[Msg]) -> None:
+        """A peer's whole member table (push-pull). Most entries are news already had: an
+        ALIVE no newer than the record, a remote death about a member dead here; those are
+        recognised by the test their handler starts with, without the call (a simulated
+        outage's survivors merge a thousand-entry table every few seconds)."""
         self._now = now
+        members = self.members
         for name, addr, inc, code, meta_version, meta in states:
             status = STATUS_BY_CODE[code]
+            m = members.get(name)
             if status == ALIVE:
+                if m is not None and (
+                    inc < m.incarnation or (inc == m.incarnation and meta_version <= m.meta_version)
+                ):
+                    continue  # as in handle(): `_on_alive` would return
                 self._on_alive(now, name, inc, addr, meta_version, meta)
+            elif m is None or m.status is DEAD or m.status is LEFT:
+                # unknown: a remote death is not news; dead or left here: `_on_dead` and
+                # `_on_suspect` return (this agent's own record is left only while it leaves)
+                continue
             elif status == LEFT:
-                if name not in self.members:
-                    continue
                 self._on_dead(now, name, inc, name, True)
             else:
                 # a remote "dead" or "suspect" only makes us suspect: we verify for ourselves
-                if name in self.members:
-                    self._on_suspect(now, name, inc, self.name)
+                self._on_suspect(now, name, inc, self.name)
