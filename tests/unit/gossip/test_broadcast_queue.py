@@ -54,15 +54,15 @@ class _ReferenceQueue:
 
     def __init__(self, mult: int) -> None:
         self.mult = mult
-        self.items: dict[str, list] = {}  # key -> [msg, cost, sent, stamp]
+        self.items: dict[str, list] = {}  # key -> [msg, cost, sent, stamp, limit_mult]
         self.stamp = 0
 
     def _stamp(self) -> int:
         self.stamp += 1
         return self.stamp
 
-    def put(self, key: str, msg: list, size: int) -> None:
-        self.items[key] = [msg, size + 2, 0, self._stamp()]
+    def put(self, key: str, msg: list, size: int, limit_mult: int = 1) -> None:
+        self.items[key] = [msg, size + 2, 0, self._stamp(), limit_mult]
 
     def _choose(self, budget: int) -> list[str]:
         spent, chosen = 0, []
@@ -84,7 +84,7 @@ class _ReferenceQueue:
             out.append(entry[0])
             entry[2] += 1
             entry[3] = self._stamp()
-            if entry[2] >= limit:
+            if entry[2] >= limit * entry[4]:
                 del self.items[key]
         return out
 
@@ -95,7 +95,9 @@ class _ReferenceQueue:
             # few sizes and small budgets, so exact fits and near-misses are common; sizes on
             # both sides of SMALL_COST, so that the walk among small entries only is tried
             st.tuples(
-                st.just("put"), st.sampled_from("abcdefghij"), st.sampled_from([8, 9, 18, 70, 90])
+                st.sampled_from(["put", "put", "put", "put_own"]),
+                st.sampled_from("abcdefghij"),
+                st.sampled_from([8, 9, 18, 70, 90]),
             ),
             st.tuples(st.just("take"), st.integers(0, 200), st.integers(1, 2000)),
             st.tuples(st.just("peek"), st.integers(0, 200), st.just(0)),
@@ -104,14 +106,15 @@ class _ReferenceQueue:
     )
 )
 def test_take_matches_the_obvious_implementation(ops: list[tuple[str, object, int]]) -> None:
-    """Buckets, floors and the early stops are only speed: the choice is that of a full sort
-    (least sent first, latest there first among equals, whatever fits)."""
+    """Buckets, floors, whole-bucket moves and the early stops are only speed: the choice is
+    that of a full sort (least sent first, latest there first among equals, whatever fits)."""
     q, ref = BroadcastQueue(retransmit_mult=2), _ReferenceQueue(2)
     for step, (op, a, b) in enumerate(ops):
-        if op == "put":
+        if op in ("put", "put_own"):
             msg = [f"{a}{step}"]
-            q.put(str(a), msg, b)
-            ref.put(str(a), msg, b)
+            mult = 3 if op == "put_own" else 1
+            q.put(str(a), msg, b, limit_mult=mult)
+            ref.put(str(a), msg, b, mult)
         elif op == "peek":
             assert q.peek(int(str(a))) == ref.peek(int(str(a)))
         else:
