@@ -207,14 +207,34 @@ class BroadcastQueue:
                     upper.floor = min(upper.floor, bucket.floor)
                     upper.big_floor = min(upper.big_floor, bucket.big_floor)
                 continue
+            # entry by entry: `_Bucket.remove` and `add`, inlined (the hot path)
+            if upper is None:
+                upper = _Bucket()  # kept below if anything moves into it
+            bitems, bsmall, uitems, usmall = bucket.items, bucket.small, upper.items, upper.small
+            taken = moved = 0
+            floor, big_floor = upper.floor, upper.big_floor
             for item in chosen[start:end]:
-                bucket.remove(item)
+                key, cost = item.key, item.cost
+                taken += cost
+                del bitems[key]
+                if cost <= SMALL_COST:
+                    del bsmall[key]
                 if up >= limit * item.mult:
-                    del items[item.key]
+                    del items[key]
                     continue
-                if upper is None:
-                    upper = buckets[up] = _Bucket()
-                upper.add(item)
-            if not bucket.items:
+                moved += cost
+                uitems[key] = item
+                if cost <= SMALL_COST:
+                    usmall[key] = item
+                elif cost < big_floor:
+                    big_floor = cost
+                if cost < floor:
+                    floor = cost
+            bucket.total -= taken
+            if not bitems:
                 del buckets[sent]
+            if uitems:
+                upper.total += moved
+                upper.floor, upper.big_floor = floor, big_floor
+                buckets[up] = upper
         return [item.msg for item in chosen]
