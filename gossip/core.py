@@ -347,13 +347,6 @@ class Gossip:
         self._now = now
         self._queue(APP_KEY_PREFIX + key, [MsgType.APP, key, payload])
 
-    def _on_app(self, now: float, msg: Msg) -> None:
-        if self.delegate is None:
-            self._count("dropped.app_without_delegate")
-            return
-        if self.delegate.notify(now, msg[2]):
-            self._queue(APP_KEY_PREFIX + msg[1], msg)
-
     def app_state(self, join: bool) -> Any:
         return None if self.delegate is None else self.delegate.local_state(join)
 
@@ -471,7 +464,14 @@ class Gossip:
                     continue
                 self._on_alive(now, msg[1], msg[2], msg[3], msg[4], msg[5])
             elif kind == _APP:
-                self._on_app(now, msg)
+                # handled here, not in a method of its own: after an outage every agent hears
+                # each recovery's inventory deltas many times over, and the delegate answers
+                # most at once (a duplicate); what is news is passed on as it came
+                delegate = self.delegate
+                if delegate is None:
+                    self._count("dropped.app_without_delegate")
+                elif delegate.notify(now, msg[2]):
+                    self._queue(APP_KEY_PREFIX + msg[1], msg)
             elif kind == _NACK:
                 probe = self._probes.get(msg[1])
                 if probe is not None:

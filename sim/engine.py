@@ -37,10 +37,10 @@ class Engine:
 
     def run_until(self, end: float, on_progress: Callable[[float], None] | None = None) -> None:
         """Run every event due before `end`, then leave the clock at `end`."""
-        heap = self._heap
+        heap, pop = self._heap, heapq.heappop
         next_report = self.now
         while heap and heap[0][0] <= end:
-            when, _, callback = heapq.heappop(heap)
+            when, _, callback = pop(heap)
             self.now = when
             callback()
             self.events_run += 1
