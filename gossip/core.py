@@ -21,6 +21,7 @@ import heapq
 import math
 import random
 from collections.abc import Callable
+from itertools import compress
 from typing import Any, Protocol
 
 import attrs
@@ -194,6 +195,10 @@ class Gossip:
         # declared dead or left: after an outage, the members a scan for "suspect or recently
         # dead" can find, without walking the whole table on every gossip round.
         self._down: list[str] = []
+        # beside each of `_down`: when it was declared dead or left, +inf while it is suspect
+        # (the members a gossip to the dead looks for are those past a horizon: a C-speed
+        # filter of `_down`, see `_random_not_alive`)
+        self._down_since: list[float] = []
         self._newest_down_s = -math.inf
         # no later than any death or leave among `_down` (a bound: kept when one revives)
         self._oldest_down_s = math.inf
@@ -654,7 +659,7 @@ class Gossip:
         self.suspicions[name] = s
         m = self._own(m)
         m.status, m.incarnation, m.changed_s = SUSPECT, incarnation, now
-        bisect.insort(self._down, name)
+        self._down_add(name, math.inf)
         self._emit("suspect", m, now)
         self._count("suspicions")
         self._queue(name, msg if msg is not None else [MsgType.SUSPECT, name, incarnation, accuser])
@@ -703,7 +708,9 @@ class Gossip:
         self._live -= 1
         m = self._own(m)
         if m.status is ALIVE:
-            bisect.insort(self._down, m.name)
+            self._down_add(m.name, now)
+        else:  # suspect until now
+            self._down_since[bisect.bisect_left(self._down, m.name)] = now
         m.status = LEFT if left else DEAD
         m.incarnation, m.changed_s = incarnation, now
         self._newest_down_s = now
@@ -798,11 +805,17 @@ class Gossip:
             self._down_remove(name)
             self._count("reaped")
 
+    def _down_add(self, name: str, since: float) -> None:
+        i = bisect.bisect_left(self._down, name)
+        self._down.insert(i, name)
+        self._down_since.insert(i, since)
+
     def _down_remove(self, name: str) -> None:
         down = self._down
         i = bisect.bisect_left(down, name)
         if i < len(down) and down[i] == name:
             del down[i]
+            del self._down_since[i]
             if not down:
                 self._oldest_down_s = math.inf
 
@@ -891,13 +904,15 @@ class Gossip:
             # picks by position from the length alone: the same draws as on a copy
             picks = rng.sample(range(len(down)), min(k, len(down)))
             return [members[down[j]] for j in picks]
-        pool = [
-            m
-            for n in down
-            if ((m := members[n]).status is SUSPECT or m.changed_s > horizon) and n not in picked
-        ]
-        need = min(k - len(picked), len(pool))
-        return [*picked.values(), *rng.sample(pool, need)]
+        # the suspect (since +inf) and those down since the horizon, in `down`'s order, picked
+        # by a filter in C: calling nothing per name, it is a tenth of the walk it replaces
+        fresh = compress(down, map(horizon.__lt__, self._down_since))
+        if picked:
+            pool = [members[n] for n in fresh if n not in picked]
+            return [*picked.values(), *rng.sample(pool, min(k - len(picked), len(pool)))]
+        names = list(fresh)
+        picks = rng.sample(range(len(names)), min(k, len(names)))
+        return [members[names[j]] for j in picks]
 
     def _random_members(
         self,
@@ -948,6 +963,9 @@ class Gossip:
         self._names = [n for n in merged if n != self.name]
         self._sorted_names = None
         self._down = sorted(n for n in self._names if merged[n].status is not ALIVE)
+        self._down_since = [
+            math.inf if merged[n].status is SUSPECT else merged[n].changed_s for n in self._down
+        ]
         order = list(self._names)
         self.rng.shuffle(order)
         self._probe_order = order

@@ -3,6 +3,7 @@ not alive, helpers found by position) must give exactly what the plain walks gav
 
 from __future__ import annotations
 
+import math
 import random
 
 from gossip.core import ALIVE, Gossip, GossipConfig, Status
@@ -14,6 +15,10 @@ def _check_views(core: Gossip) -> None:
     others = [n for n in core.members if n != core.name]
     assert sorted(core._names) == sorted(others)
     assert core._down == sorted(n for n in others if core.members[n].status is not ALIVE)
+    assert core._down_since == [
+        math.inf if core.members[n].status is Status.SUSPECT else core.members[n].changed_s
+        for n in core._down
+    ]
     statuses = [m.status for m in core.members.values()]
     assert core.status_counts() == (
         statuses.count(ALIVE),
