@@ -97,10 +97,10 @@ class _ReferenceQueue:
             st.tuples(
                 st.sampled_from(["put", "put", "put", "put_own"]),
                 st.sampled_from("abcdefghij"),
-                st.sampled_from([8, 9, 18, 70, 90]),
+                st.sampled_from([8, 9, 18, 70, 90, 120, 150]),
             ),
-            st.tuples(st.just("take"), st.integers(0, 200), st.integers(1, 2000)),
-            st.tuples(st.just("peek"), st.integers(0, 200), st.just(0)),
+            st.tuples(st.just("take"), st.integers(0, 320), st.integers(1, 2000)),
+            st.tuples(st.just("peek"), st.integers(0, 320), st.just(0)),
         ),
         max_size=200,
     )
