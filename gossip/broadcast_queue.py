@@ -97,11 +97,15 @@ class BroadcastQueue:
         """Queue `msg` about member `key`, replacing any older broadcast about it; it is sent
         `limit_mult` times the usual retransmit limit (an agent's news about itself: nobody
         else can start that epidemic again, so it is worth a few more packets)."""
-        old = self._items.get(key)
-        if old is not None:
-            self._unbucket(old)
-        item = _Item(key, msg, size + PER_MSG_OVERHEAD, max(1, limit_mult))
-        self._items[key] = item
+        cost, mult = size + PER_MSG_OVERHEAD, max(1, limit_mult)
+        item = self._items.get(key)
+        if item is not None:
+            # the replaced entry's record is reused: after an outage most puts replace one
+            # (a suspicion confirmed, then the death), and an allocation was half a put
+            self._unbucket(item)
+            item.msg, item.cost, item.mult = msg, cost, mult
+        else:
+            item = self._items[key] = _Item(key, msg, cost, mult)
         bucket = self._buckets.get(0)
         if bucket is None:
             bucket = self._buckets[0] = _Bucket()
