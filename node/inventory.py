@@ -369,6 +369,9 @@ class ClusterDelegate:
         self.on_spec = on_spec
         self.spec_digest: Callable[[], str] = lambda: ""
         self.on_spec_digest: Callable[[str, str], None] = lambda _peer, _digest: None
+        # told the host of every inventory delta that was news (the simulator's fleet notes
+        # which hosts' projects need a look; a wrapper around `notify` cost a call per copy)
+        self.on_inventory_news: Callable[[str], None] | None = None
 
     def _bad(self, what: str) -> bool:
         self.replica._count(f"dropped.{what}")
@@ -404,12 +407,17 @@ class ClusterDelegate:
                     else self.replica.shared_entry(host, version, digest, sid)
                     or servo_from_wire(host, wire)
                 )
-                return self.replica.apply_delta(now, host, version, digest, sid, entry)
-            if kind == SPEC and isinstance(payload[1], dict):
+                if not self.replica.apply_delta(now, host, version, digest, sid, entry):
+                    return False
+            elif kind == SPEC and isinstance(payload[1], dict):
                 return self.on_spec(payload[1])
+            else:
+                return self._bad("app_payload")
         except (TypeError, ValueError, IndexError, KeyError):
-            pass
-        return self._bad("app_payload")
+            return self._bad("app_payload")
+        if self.on_inventory_news is not None:
+            self.on_inventory_news(host)
+        return True
 
     def local_state(self, join: bool) -> Any:
         return {"i": self.own.full_state(), "s": self.spec_digest()}

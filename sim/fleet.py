@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import Any
 
 import attrs
@@ -53,7 +54,7 @@ from node.cluster import (
     peer_from_member,
 )
 from node.executor import OVERLAY_TTL_S, Overlay, peer_with_state
-from node.inventory import INVENTORY, ClusterDelegate, HostInventory, InventoryReplica
+from node.inventory import ClusterDelegate, HostInventory, InventoryReplica
 from node.membership import Identity, MembershipView
 from placement.converge import (
     COUNTED_STATUSES,
@@ -154,12 +155,10 @@ class _Delegate:
         self.name = name
         self.inner = inner
         self.replica = inner.replica
-
-    def notify(self, now: float, payload: Any) -> bool:
-        news = self.inner.notify(now, payload)
-        if news and payload[0] == INVENTORY:
-            self.fleet._inventory_changed(self.name, str(payload[1]))
-        return news
+        # the core calls the agent's own `notify` (one call per APP copy, not two), which
+        # tells the fleet of inventory news
+        self.notify = inner.notify
+        inner.on_inventory_news = partial(fleet._inventory_changed, name)
 
     def local_state(self, join: bool) -> Any:
         return self.inner.local_state(join)

@@ -62,7 +62,7 @@ def test_an_observer_that_missed_a_delta_pulls_the_hosts_inventory() -> None:
     fleet = quiet_fleet()
     host, observer = "h4", "h8"
     delegate: Any = fleet.net.agents[observer].core.delegate
-    delegate.inner.notify = lambda _now, _payload: False  # every APP delta to it is lost
+    delegate.notify = lambda _now, _payload: False  # every APP delta to it is lost
     assert fleet._admit(host, EXTRA, "extra-1-0-h4", 0)
     fleet.net.run(10)
     assert fleet.counters.pulls >= 1
