@@ -22,7 +22,7 @@ from gossip.broadcast_queue import BroadcastQueue
 from gossip.core import ALIVE, Gossip, GossipConfig, Member, MemberEvent
 from gossip.crypto import OVERHEAD
 from gossip.messages import Msg
-from gossip.wire import pack_messages
+from gossip.wire import PacketSizer
 from sim.engine import Engine
 from sim.network import Network
 
@@ -152,6 +152,7 @@ class GossipNet:
         self.network.attach(self._deliver)
         self._on_event = on_event
         self.count_bytes = count_bytes
+        self._sizer = PacketSizer()
 
     def _region(self, name: str) -> str:
         return self.agents[name].region
@@ -191,7 +192,7 @@ class GossipNet:
             agent.core.broadcasts = BroadcastQueue(self.config.retransmit_mult)
 
     def send(self, src: str, dst: str, msgs: list[Msg]) -> None:
-        size = len(pack_messages(src, msgs)) + OVERHEAD if self.count_bytes else 0
+        size = self._sizer.size(src, msgs) + OVERHEAD if self.count_bytes else 0
         self.network.send(src, dst, msgs, size)
 
     def _deliver(self, src: str, dst: str, payload: Any) -> None:
