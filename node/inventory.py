@@ -386,19 +386,9 @@ class ClusterDelegate:
                     return False  # our own news, passed back to us
                 if not isinstance(host, str) or not isinstance(sid, str):
                     return self._bad("inventory_delta")
-                # Most receptions are duplicates (every agent passes news on several times):
-                # answered without parsing the record. `replica.seen`, inlined: after an
-                # outage every agent runs this for each copy of every recovery's deltas.
-                replica = self.replica
-                inv = replica.hosts.get(host)
-                if inv is None:
-                    inv = replica.base.get(host)
-                if inv is not None:
-                    known = inv.servos.get(sid)
-                    seen = known[0] if known is not None else inv.gone.get(sid, inv.floor)
-                    if int(version) <= seen:
-                        return False
-                elif int(version) <= 0:
+                if int(version) <= self.replica.seen(host, sid):
+                    # most receptions are duplicates (every agent passes news on several
+                    # times): answered without parsing the record
                     return False
                 version, digest = int(version), int(digest)
                 entry = (
