@@ -930,15 +930,14 @@ class Gossip:
         k: int,
         keep: Callable[[Member], bool],
         among: list[str] | None = None,
-        all_keep: bool = False,
     ) -> list[Member]:
         """Up to k distinct random members satisfying `keep`, without scanning everyone: a few
         random draws usually suffice; a scan is the fallback for small or sparse views.
 
         `among`: sorted names outside which `keep` holds for nobody (the members not alive,
-        for a `keep` that wants the suspect or dead), scanned instead of the whole table:
-        after a region outage the fallback ran on most gossip rounds, over 10,000 members.
-        `all_keep`: `keep` holds for every name in `among`, which is then the pool itself."""
+        for a `keep` that wants the dead), scanned instead of the whole table. (The gossip to
+        the dead, which ran this fallback on most rounds after an outage, has its own
+        `_random_not_alive`.)"""
         names = self._names
         picked: dict[str, Member] = {}
         if len(names) > 4 * k:
@@ -949,10 +948,6 @@ class Gossip:
                     if len(picked) == k:
                         return list(picked.values())
         members = self.members
-        if all_keep and among is not None and not picked:
-            # `sample` picks by position from the length alone: the same draws as on a copy
-            picks = self.rng.sample(range(len(among)), min(k, len(among)))
-            return [members[among[j]] for j in picks]
         scan = self._names_sorted() if among is None else among
         pool = [members[n] for n in scan if n not in picked and keep(members[n])]
         need = min(k - len(picked), len(pool))
