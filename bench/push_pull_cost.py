@@ -92,8 +92,6 @@ def core_with(members: int, rng: random.Random) -> Gossip:
             ALIVE,
             agent_meta(i, rng),
             1,
-            0.0,
-            True,
         )
         for i in range(1, members)
     }

@@ -20,9 +20,9 @@ import bisect
 import heapq
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from itertools import compress
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import attrs
 
@@ -134,26 +134,75 @@ def check_meta(meta: dict[str, Any]) -> None:
         )
 
 
-@attrs.define
+@attrs.frozen
 class Member:
+    """One member's state as this agent knows it. A record never changes: a new state is a new
+    record in the table (so a snapshot handed out stays what it was), and records with equal
+    state may be one object held by many cores (`MemberRecords`). When a member went down is
+    this core's own (`Gossip._down_since`), not the record's."""
+
     name: str
     addr: Addr
     incarnation: int
     status: Status
     meta: dict[str, Any]
     meta_version: int
-    changed_s: float
-    # True for a record handed in by `preload`, which many cores may hold at once (a thousand
-    # simulated agents need not each own a copy of the same converged table): a core copies it
-    # before its first change (`Gossip._own`).
-    shared: bool = False
+    # this state as a push-pull row, built once: at 10,000 simulated agents every core sends
+    # its whole table every 30 s or so, and rows of shared records are shared too
+    row: tuple[str, Addr, int, int, int, dict[str, Any]] = attrs.field(
+        init=False, eq=False, repr=False
+    )
+
+    @row.default
+    def _row(self) -> tuple[str, Addr, int, int, int, dict[str, Any]]:
+        return (
+            self.name,
+            self.addr,
+            self.incarnation,
+            STATUS_CODES[self.status],
+            self.meta_version,
+            self.meta,
+        )
 
     def alive_msg(self) -> Msg:
         return [MsgType.ALIVE, self.name, self.incarnation, self.addr, self.meta_version, self.meta]
 
 
-@attrs.frozen
-class MemberEvent:
+class MemberRecords:
+    """Member records interned by state, for many cores in one process (the simulator).
+
+    After a region outage every survivor moves each lost member to suspect and then to dead:
+    22 million (observer, member) pairs at 10,000 agents, and one record copy per pair was 2 GiB.
+    Cores given one `MemberRecords` hold the same record for the same state instead. A real
+    agent has no use for one (a single table, and a process that must not keep every state it
+    ever saw): its core creates each record."""
+
+    def __init__(self) -> None:
+        self._by_state: dict[tuple[str, int, Status, int], Member] = {}
+
+    def get(
+        self,
+        name: str,
+        addr: Addr,
+        incarnation: int,
+        status: Status,
+        meta: dict[str, Any],
+        meta_version: int,
+    ) -> Member:
+        key = (name, incarnation, status, meta_version)
+        m = self._by_state.get(key)
+        if m is not None and m.addr == addr and (m.meta is meta or m.meta == meta):
+            return m
+        made = Member(name, addr, incarnation, status, meta, meta_version)
+        if m is None:  # a different record under the same key (a forged one) is not interned
+            self._by_state[key] = made
+        return made
+
+
+class MemberEvent(NamedTuple):
+    """A change in the member table. A named tuple rather than an attrs class: a region outage
+    at 10,000 simulated agents makes some 60 million of them, and a tuple is built in C."""
+
     kind: str  # joined | suspect | alive | dead | left | updated
     name: str
     status: str
@@ -191,13 +240,15 @@ class Gossip:
         now: float,
         config: GossipConfig | None = None,
         delegate: AppDelegate | None = None,
+        records: MemberRecords | None = None,
     ) -> None:
         self.config = cfg = config or GossipConfig()
         check_meta(meta)
         self.delegate = delegate
         self.name = name
         self.rng = rng
-        self.me = Member(name, addr, 0, ALIVE, dict(meta), 1, now)
+        self._records = records
+        self.me = self._record(name, addr, 0, ALIVE, dict(meta), 1)
         self.members: dict[str, Member] = {name: self.me}
         self._names: list[str] = []  # other members, for cheap random choices
         self._sorted_names: list[str] | None = None  # `_names` sorted, until a join or reap
@@ -287,17 +338,29 @@ class Gossip:
         self._seq += 1
         return self._seq
 
-    def _own(self, m: Member) -> Member:
-        """`m`, made this core's own to change (see `Member.shared`)."""
-        if not m.shared:
-            return m
-        # the constructor, not `attrs.evolve` (which reads the class's fields on every call):
-        # after an outage every survivor copies a record for each member lost
-        mine = Member(
-            m.name, m.addr, m.incarnation, m.status, m.meta, m.meta_version, m.changed_s, False
-        )
-        self.members[m.name] = mine
-        return mine
+    def _record(
+        self,
+        name: str,
+        addr: Addr,
+        incarnation: int,
+        status: Status,
+        meta: dict[str, Any],
+        meta_version: int,
+    ) -> Member:
+        """A record of this state: the shared one when the cores share `MemberRecords`."""
+        records = self._records
+        if records is None:
+            return Member(name, addr, incarnation, status, meta, meta_version)
+        return records.get(name, addr, incarnation, status, meta, meta_version)
+
+    def _set(self, m: Member, status: Status, incarnation: int) -> Member:
+        """`m` with a new status and incarnation, put in the table."""
+        new = self._record(m.name, m.addr, incarnation, status, m.meta, m.meta_version)
+        self.members[m.name] = new
+        return new
+
+    def _set_me(self, me: Member) -> None:
+        self.me = self.members[self.name] = me
 
     def _next_gossip_round(self, now: float) -> float:
         """The first point of this agent's gossip grid after `now` (a round woken late skips
@@ -351,9 +414,10 @@ class Gossip:
         if meta == self.me.meta:
             return
         check_meta(meta)
-        self.me.meta = dict(meta)
-        self.me.meta_version += 1
-        self.me.changed_s = now
+        me = self.me
+        self._set_me(
+            self._record(me.name, me.addr, me.incarnation, me.status, dict(meta), me.meta_version + 1)
+        )
         self._queue_alive(self.me)
 
     def broadcast_app(self, now: float, key: str, payload: Any) -> None:
@@ -377,8 +441,7 @@ class Gossip:
         self.leaving = True
         if self.me.status != LEFT:
             self._live -= 1
-        self.me.status = LEFT
-        self.me.changed_s = now
+        self._set_me(self._set(self.me, LEFT, self.me.incarnation))
         left: Msg = [MsgType.DEAD, self.name, self.me.incarnation, self.name, True]
         self._queue(self.name, left)
         for m in self.members.values():  # tell everyone directly too: a leave should be quick
@@ -668,8 +731,7 @@ class Gossip:
             return
         s = Suspicion(name, incarnation, now, self._suspicion_bounds(), (accuser,))
         self.suspicions[name] = s
-        m = self._own(m)
-        m.status, m.incarnation, m.changed_s = SUSPECT, incarnation, now
+        m = self._set(m, SUSPECT, incarnation)
         self._down_add(name, math.inf)
         self._emit("suspect", m, now)
         self._count("suspicions")
@@ -717,13 +779,11 @@ class Gossip:
     ) -> None:
         """`msg`: the DEAD message that brought the news, relayed as it is."""
         self._live -= 1
-        m = self._own(m)
         if m.status is ALIVE:
             self._down_add(m.name, now)
         else:  # suspect until now
             self._down_since[bisect.bisect_left(self._down, m.name)] = now
-        m.status = LEFT if left else DEAD
-        m.incarnation, m.changed_s = incarnation, now
+        m = self._set(m, LEFT if left else DEAD, incarnation)
         self._newest_down_s = now
         if now < self._oldest_down_s:
             self._oldest_down_s = now
@@ -738,8 +798,7 @@ class Gossip:
         """Someone thinks we are suspect or dead: outbid them with a higher incarnation."""
         if self.leaving:
             return
-        self.me.incarnation = max(self.me.incarnation, accused_incarnation) + 1
-        self.me.status = ALIVE
+        self._set_me(self._set(self.me, ALIVE, max(self.me.incarnation, accused_incarnation) + 1))
         self.awareness.apply(1)
         self._count("refutations")
         self._queue_alive(self.me)
@@ -755,8 +814,7 @@ class Gossip:
             return
         m = self.members.get(name)
         if m is None:
-            m = Member(name, addr, inc, ALIVE, dict(meta), meta_version, now)
-            self.members[name] = m
+            m = self.members[name] = self._record(name, addr, inc, ALIVE, dict(meta), meta_version)
             self._names.append(name)
             self._sorted_names = None
             self._live += 1
@@ -770,14 +828,13 @@ class Gossip:
         if inc > m.incarnation:
             # A higher incarnation carries the member's whole current state, whatever the
             # metadata version (a restarted agent counts its versions from 1 again).
-            m = self._own(m)
             was, meta_changed = m.status, meta != m.meta
-            m.incarnation, m.addr = inc, addr
-            m.meta, m.meta_version = dict(meta), meta_version
+            m = self.members[name] = self._record(
+                name, addr, inc, ALIVE, dict(meta) if meta_changed else m.meta, meta_version
+            )
             if was != ALIVE:
                 if was in (DEAD, LEFT):
                     self._live += 1
-                m.status, m.changed_s = ALIVE, now
                 self._down_remove(name)
                 self._end_suspicion(name)
                 self._emit("joined" if was in (DEAD, LEFT) else "alive", m, now)
@@ -786,8 +843,9 @@ class Gossip:
         elif inc == m.incarnation and meta_version > m.meta_version:
             # Newer metadata at the same incarnation: the status stays (an equal incarnation
             # never clears a suspicion; only the suspect's refutation does).
-            m = self._own(m)
-            m.meta, m.meta_version = dict(meta), meta_version
+            m = self.members[name] = self._record(
+                name, m.addr, m.incarnation, m.status, dict(meta), meta_version
+            )
             self._emit("updated", m, now)
         else:
             return
@@ -820,6 +878,10 @@ class Gossip:
         i = bisect.bisect_left(self._down, name)
         self._down.insert(i, name)
         self._down_since.insert(i, since)
+
+    def _down_at(self, name: str) -> float:
+        """When `name` (in `_down`) went dead or left here; +inf while it is suspect."""
+        return self._down_since[bisect.bisect_left(self._down, name)]
 
     def _down_remove(self, name: str) -> None:
         down = self._down
@@ -901,7 +963,8 @@ class Gossip:
                 m = members[names[rng.randrange(len(names))]]
                 status = m.status
                 if (
-                    status is SUSPECT or (status is not ALIVE and m.changed_s > horizon)
+                    status is SUSPECT
+                    or (status is not ALIVE and self._down_at(m.name) > horizon)
                 ) and m.name not in picked:
                     picked[m.name] = m
                     if len(picked) == k:
@@ -958,44 +1021,49 @@ class Gossip:
         long-running cluster looks like. The simulator uses it so an outage scenario does not
         first pay for a join storm it is not studying.
 
-        `table` holds alive records marked `shared`, and may be handed to many cores: none
-        changes a record in place. What this core already knows (itself included) wins."""
+        `table` may be handed to many cores (records never change). What this core already
+        knows (itself included) wins; a member dead or left in it went down at `now`."""
         self._now = now
         known = self.members
         merged = dict(table)
         merged.update(known)
         self.members = merged
-        self._live += len(merged) - len(known)
         self._names = [n for n in merged if n != self.name]
         self._sorted_names = None
         self._down = sorted(n for n in self._names if merged[n].status is not ALIVE)
         self._down_since = [
-            math.inf if merged[n].status is SUSPECT else merged[n].changed_s for n in self._down
+            math.inf if merged[n].status is SUSPECT else now for n in self._down
         ]
+        gone = sum(1 for since in self._down_since if since != math.inf)
+        self._live = len(merged) - gone - (self.me.status is LEFT)
+        if gone:
+            self._newest_down_s = max(self._newest_down_s, now)
+            self._oldest_down_s = min(self._oldest_down_s, now)
         order = list(self._names)
         self.rng.shuffle(order)
         self._probe_order = order
         self._probe_pos = self.rng.randrange(len(order)) if order else 0
 
     # --- push-pull anti-entropy (memberlist mergeState) ---------------------------------------
-    def push_pull_state(self) -> list[Msg]:
-        """Every member's state, in the table's own (deterministic, insertion) order: sorting
-        a large table on every exchange would cost more than the exchange."""
-        return [
-            [m.name, m.addr, m.incarnation, STATUS_CODES[m.status], m.meta_version, m.meta]
-            for m in self.members.values()
-        ]
+    def push_pull_state(self) -> list[Sequence[Any]]:
+        """Every member's state (`Member.row`), in the table's own (deterministic, insertion)
+        order: sorting a large table on every exchange would cost more than the exchange."""
+        return [m.row for m in self.members.values()]
 
-    def merge_state(self, now: float, states: list[Msg]) -> None:
+    def merge_state(self, now: float, states: list[Sequence[Any]]) -> None:
         """A peer's whole member table (push-pull). Most entries are news already had: an
         ALIVE no newer than the record, a remote death about a member dead here; those are
         recognised by the test their handler starts with, without the call (a simulated
-        outage's survivors merge a thousand-entry table every few seconds)."""
+        outage's survivors merge a thousand-entry table every few seconds). A row that is the
+        very row of the record held here (cores sharing `MemberRecords`) is news to nobody."""
         self._now = now
         members = self.members
-        for name, addr, inc, code, meta_version, meta in states:
+        for row in states:
+            m = members.get(row[0])
+            if m is not None and m.row is row:
+                continue
+            name, addr, inc, code, meta_version, meta = row
             status = STATUS_BY_CODE[code]
-            m = members.get(name)
             if status == ALIVE:
                 if m is not None and (
                     inc < m.incarnation or (inc == m.incarnation and meta_version <= m.meta_version)

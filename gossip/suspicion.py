@@ -9,7 +9,9 @@ timeout gives the suspect time to refute.
 After a region outage every survivor holds one open suspicion per lost member at once (3,333
 each for 6,667 survivors in the simulator's 10,000-agent run), so a suspicion is kept small:
 its bounds are one shared `SuspicionBounds` per cluster size, with the timeouts precomputed, and
-its confirmers a tuple of at most k + 1 names rather than a set.
+its confirmers a tuple of at most k + 1 names rather than a set. Once k have confirmed (within
+seconds of an outage, for nearly every lost member) who they were no longer matters: the names
+give way to the bounds' one `full` tuple, shared by every suspicion at the minimum timeout.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class SuspicionBounds:
     low_s: float
     high_s: float
     timeouts_s: tuple[float, ...] = attrs.field(init=False)
+    # the confirmers of every suspicion at the minimum timeout: k + 1 of them, names forgotten
+    full: tuple[str, ...] = attrs.field(init=False)
 
     @timeouts_s.default
     def _timeouts(self) -> tuple[float, ...]:
@@ -56,14 +60,18 @@ class SuspicionBounds:
             suspicion_timeout_s(n, self.k, self.low_s, self.high_s) for n in range(self.k + 1)
         )
 
+    @full.default
+    def _full(self) -> tuple[str, ...]:
+        return ("",) * (self.k + 1)
+
 
 @attrs.define(eq=False)
 class Suspicion:
     """One open suspicion about member `name` at `incarnation`.
 
-    `confirmers` holds who has suspected it, the first suspecter first; it stops growing at
-    k + 1 names (the k-th confirmation brings the timeout to its minimum), so a repeated
-    message from the same member does not count twice.
+    `confirmers` holds who has suspected it, the first suspecter first, so a repeated
+    message from the same member does not count twice; at k + 1 (the k-th confirmation brings
+    the timeout to its minimum, and later accusers change nothing) it becomes `bounds.full`.
     """
 
     name: str
@@ -86,5 +94,8 @@ class Suspicion:
             return False  # already at the minimum timeout: later accusers change nothing
         if member in self.confirmers:
             return False
-        self.confirmers = (*self.confirmers, member)
+        if len(self.confirmers) == self.bounds.k:
+            self.confirmers = self.bounds.full
+        else:
+            self.confirmers = (*self.confirmers, member)
         return True

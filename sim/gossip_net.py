@@ -19,7 +19,7 @@ from functools import partial
 from typing import Any
 
 from gossip.broadcast_queue import BroadcastQueue
-from gossip.core import ALIVE, Gossip, GossipConfig, Member, MemberEvent
+from gossip.core import Gossip, GossipConfig, MemberEvent, MemberRecords
 from gossip.crypto import OVERHEAD
 from gossip.messages import Msg
 from gossip.wire import PacketSizer
@@ -39,7 +39,13 @@ class SimAgent:
         self.region = region
         self.zone = zone
         self.core = Gossip(
-            name, (name, 1), meta, random.Random(net.rng.random()), net.engine.now, net.config
+            name,
+            (name, 1),
+            meta,
+            random.Random(net.rng.random()),
+            net.engine.now,
+            net.config,
+            records=net.records,
         )
         self.crashed = False
         self.stalled_until = 0.0
@@ -153,6 +159,9 @@ class GossipNet:
         self._on_event = on_event
         self.count_bytes = count_bytes
         self._sizer = PacketSizer()
+        # one record per member state for every core: after a region outage at 10,000 agents
+        # each survivor holds each lost member as suspect, then dead (see `MemberRecords`)
+        self.records = MemberRecords()
 
     def _region(self, name: str) -> str:
         return self.agents[name].region
@@ -174,19 +183,7 @@ class GossipNet:
     def preload_converged(self) -> None:
         """Every agent knows every other as alive, as after a long quiet run (no join storm)."""
         now = self.engine.now
-        table = {
-            a.name: Member(
-                a.name,
-                a.core.me.addr,
-                0,
-                ALIVE,
-                dict(a.core.me.meta),
-                a.core.me.meta_version,
-                now,
-                True,
-            )
-            for a in self.agents.values()
-        }
+        table = {a.name: a.core.me for a in self.agents.values()}
         for agent in self.agents.values():
             agent.core.preload(now, table)
             agent.core.broadcasts = BroadcastQueue(self.config.retransmit_mult)

@@ -84,7 +84,7 @@ def test_owner_fast_path_matches_recovery_owner() -> None:
         fleet.add_host(f"h{i}", "r0", "r0-a", 1000, 1000)
     alive = {f"h{i}" for i in range(40) if i % 3}
     members = {
-        f"h{i}": Member(f"h{i}", (f"h{i}", 1), 0, ALIVE if f"h{i}" in alive else DEAD, {}, 1, 0.0)
+        f"h{i}": Member(f"h{i}", (f"h{i}", 1), 0, ALIVE if f"h{i}" in alive else DEAD, {}, 1)
         for i in range(40)
         if i % 5  # some hosts unknown to this member table altogether
     }

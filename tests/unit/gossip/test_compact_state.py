@@ -6,17 +6,17 @@ from __future__ import annotations
 import math
 import random
 
-from gossip.core import ALIVE, Gossip, GossipConfig, Status
+from gossip.core import ALIVE, Gossip, GossipConfig, MemberEvent, Status
 from gossip.messages import MsgType
 from sim.gossip_net import GossipNet
 
 
-def _check_views(core: Gossip) -> None:
+def _check_views(core: Gossip, went_down: dict[tuple[str, str], float]) -> None:
     others = [n for n in core.members if n != core.name]
     assert sorted(core._names) == sorted(others)
     assert core._down == sorted(n for n in others if core.members[n].status is not ALIVE)
     assert core._down_since == [
-        math.inf if core.members[n].status is Status.SUSPECT else core.members[n].changed_s
+        math.inf if core.members[n].status is Status.SUSPECT else went_down[(core.name, n)]
         for n in core._down
     ]
     statuses = [m.status for m in core.members.values()]
@@ -35,7 +35,13 @@ def test_views_follow_an_outage_with_revivals() -> None:
     """A third of 30 members crash and are reaped, one rejoins, another is suspected and
     refutes: each core's sorted list of members not alive matches its table, and its j-th
     alive helper is the j-th of the sorted alive members."""
-    net = GossipNet(seed=5, config=GossipConfig(reap_after_s=30.0))
+    went_down: dict[tuple[str, str], float] = {}
+
+    def note(observer: str, ev: MemberEvent) -> None:
+        if ev.kind in ("dead", "left"):
+            went_down[(observer, ev.name)] = ev.at_s
+
+    net = GossipNet(seed=5, config=GossipConfig(reap_after_s=30.0), on_event=note)
     for i in range(30):
         net.add(f"n{i:02d}", region=f"r{i % 3}")
     net.preload_converged()
@@ -48,7 +54,7 @@ def test_views_follow_an_outage_with_revivals() -> None:
         net.run(5.0)
         for name, agent in net.agents.items():
             if name not in victims:
-                _check_views(agent.core)
+                _check_views(agent.core, went_down)
                 downs += len(agent.core._down)
     assert downs > 0, "the outage was never seen"
     for name, agent in net.agents.items():
@@ -61,14 +67,17 @@ def test_views_follow_an_outage_with_revivals() -> None:
     assert core.counters.get("reaped", 0) > 0 and back not in core.members
     core.handle(net.engine.now, (back, 1), back, [[MsgType.ALIVE, back, 9, (back, 1), 1, {}]])
     assert core.members[back].status is Status.ALIVE
-    _check_views(core)
+    net.agents["n01"].flush()
+    _check_views(core, went_down)
     dead = victims[2]
     core.handle(net.engine.now, (dead, 1), dead, [[MsgType.SUSPECT, "n02", 0, dead]])
     assert core.members["n02"].status is Status.SUSPECT
-    _check_views(core)
+    net.agents["n01"].flush()
+    _check_views(core, went_down)
     core.handle(net.engine.now, ("n02", 1), "n02", [[MsgType.ALIVE, "n02", 1, ("n02", 1), 1, {}]])
     assert core.members["n02"].status is Status.ALIVE  # refuted
-    _check_views(core)
+    net.agents["n01"].flush()
+    _check_views(core, went_down)
 
 
 def test_suspicions_started_together_die_together_in_order() -> None:

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from gossip.core import Gossip, GossipConfig, MemberEvent
+from gossip.core import Gossip, GossipConfig, MemberEvent, MemberRecords
 from gossip.messages import MsgType, Status
 from sim.gossip_net import GossipNet
 
@@ -244,7 +244,11 @@ def test_probing_a_dead_member_costs_a_healthy_prober_no_awareness() -> None:
     assert [a.core.awareness.score for a in survivors] == [0] * len(survivors)
 
 
-def test_preloaded_records_are_shared_until_a_core_changes_them() -> None:
+def test_cores_sharing_records_hold_one_record_per_state() -> None:
+    """Simulated cores share `MemberRecords`: the converged table is one set of records, and
+    after a crash every survivor's suspect and dead record for the lost member is one object
+    (22 million pairs at 10,000 agents); a record never changes, so a snapshot taken before
+    stays as it was."""
     net = GossipNet(seed=3)
     for i in range(6):
         net.add(f"m{i}", meta={"region": f"r{i % 2}"})
@@ -252,15 +256,32 @@ def test_preloaded_records_are_shared_until_a_core_changes_them() -> None:
     a, b = net.agents["m1"].core, net.agents["m2"].core
     assert a.members["m5"] is b.members["m5"]  # one record, held by both
     assert len(a.members) == 6 and a.live_count() == 6 and a.members["m1"] is a.me
+    before = a.snapshot()
     net.crash("m5")
     net.run(30)
     for name in ("m0", "m1", "m2", "m3", "m4"):
         assert net.view(name)["m5"] == "dead"
-    # each survivor changed its own copy; the shared record nobody may change is as loaded
-    assert a.members["m5"] is not b.members["m5"]
-    assert not a.members["m5"].shared
-    shared = net.agents["m0"].core.members["m4"]
-    assert shared.shared and shared.status == Status.ALIVE and shared.incarnation == 0
+    assert a.members["m5"] is b.members["m5"]
+    assert a.members["m5"].status is Status.DEAD and a.live_count() == 5
+    assert [m.status for m in before] == [Status.ALIVE] * 6  # the snapshot did not move
+    # a core without shared records (a real agent's) makes its own
+    lone = Gossip("x", ("x", 1), {}, random.Random(1), 0.0)
+    lone.handle(0.0, ("y", 1), "y", [[MsgType.ALIVE, "y", 0, ("y", 1), 1, {}]])
+    other = Gossip("z", ("z", 1), {}, random.Random(2), 0.0)
+    other.handle(0.0, ("y", 1), "y", [[MsgType.ALIVE, "y", 0, ("y", 1), 1, {}]])
+    assert lone.members["y"] == other.members["y"] and lone.members["y"] is not other.members["y"]
+
+
+def test_shared_records_do_not_merge_a_forged_address() -> None:
+    """Two records under one (name, incarnation, status, metadata version) but different
+    addresses stay apart: interning never hands a core a record it was not told about."""
+    records = MemberRecords()
+    first = records.get("y", ("10.0.0.1", 1), 0, Status.ALIVE, {}, 1)
+    assert records.get("y", ("10.0.0.1", 1), 0, Status.ALIVE, {}, 1) is first
+    forged = records.get("y", ("10.6.6.6", 1), 0, Status.ALIVE, {}, 1)
+    assert forged.addr == ("10.6.6.6", 1) and forged is not first
+    other_meta = records.get("y", ("10.0.0.1", 1), 0, Status.ALIVE, {"k": 1}, 1)
+    assert other_meta.meta == {"k": 1}
 
 
 def _healthy_declared_dead(lifeguard: bool) -> tuple[int, int]:

@@ -32,3 +32,16 @@ def test_a_confirmer_counts_once() -> None:
     assert s.confirm("c")
     assert s.deadline_s == pytest.approx(14.0)
     assert not s.confirm("d")  # beyond k nothing more to gain
+
+
+def test_full_suspicions_share_their_confirmers() -> None:
+    """At the minimum timeout the names are dropped for one tuple per bounds: after a region
+    outage every survivor holds a fully confirmed suspicion per lost member."""
+    bounds = SuspicionBounds(k=2, low_s=4.0, high_s=24.0)
+    one = Suspicion("m", 1, 10.0, bounds, ("a",))
+    two = Suspicion("n", 1, 10.0, bounds, ("x",))
+    for s, others in ((one, ("b", "c")), (two, ("y", "z"))):
+        assert s.confirm(others[0]) and s.confirm(others[1])
+        assert s.confirmations == 2 and s.deadline_s == pytest.approx(14.0)
+        assert not s.confirm("late") and not s.confirm(others[0])
+    assert one.confirmers is two.confirmers
