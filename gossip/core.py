@@ -416,7 +416,9 @@ class Gossip:
         check_meta(meta)
         me = self.me
         self._set_me(
-            self._record(me.name, me.addr, me.incarnation, me.status, dict(meta), me.meta_version + 1)
+            self._record(
+                me.name, me.addr, me.incarnation, me.status, dict(meta), me.meta_version + 1
+            )
         )
         self._queue_alive(self.me)
 
@@ -963,8 +965,7 @@ class Gossip:
                 m = members[names[rng.randrange(len(names))]]
                 status = m.status
                 if (
-                    status is SUSPECT
-                    or (status is not ALIVE and self._down_at(m.name) > horizon)
+                    status is SUSPECT or (status is not ALIVE and self._down_at(m.name) > horizon)
                 ) and m.name not in picked:
                     picked[m.name] = m
                     if len(picked) == k:
@@ -1031,9 +1032,7 @@ class Gossip:
         self._names = [n for n in merged if n != self.name]
         self._sorted_names = None
         self._down = sorted(n for n in self._names if merged[n].status is not ALIVE)
-        self._down_since = [
-            math.inf if merged[n].status is SUSPECT else now for n in self._down
-        ]
+        self._down_since = [math.inf if merged[n].status is SUSPECT else now for n in self._down]
         gone = sum(1 for since in self._down_since if since != math.inf)
         self._live = len(merged) - gone - (self.me.status is LEFT)
         if gone:
