@@ -729,7 +729,10 @@ class Gossip:
                 if msg is None:
                     msg = [MsgType.SUSPECT, name, incarnation, accuser]
                 self._queue(name, msg)
-                self._grouped_timer(s.deadline_s, "suspicion", s)
+                if now >= s.earliest_s:
+                    # past its first check, which found the deadline later: check again at the
+                    # new one (before that check, it is the one that finds the deadline)
+                    self._timer(s.deadline_s, "suspicion", [s])
             return
         s = Suspicion(name, incarnation, now, self._suspicion_bounds(), (accuser,))
         self.suspicions[name] = s
@@ -738,7 +741,7 @@ class Gossip:
         self._emit("suspect", m, now)
         self._count("suspicions")
         self._queue(name, msg if msg is not None else [MsgType.SUSPECT, name, incarnation, accuser])
-        self._grouped_timer(s.deadline_s, "suspicion", s)
+        self._grouped_timer(s.earliest_s, "suspicion", s)
 
     def _suspicion_bounds(self) -> SuspicionBounds:
         """The timeouts of a suspicion started now: one shared record per cluster size."""
@@ -759,6 +762,13 @@ class Gossip:
         return bounds
 
     def _suspicion_check(self, now: float, s: Suspicion) -> None:
+        """A suspicion is checked first at the earliest its deadline can be (the minimum
+        timeout: k confirmations), then at its deadline if that is later, and at each new
+        deadline a confirmation sets after that first check. Before it, confirmations arm
+        nothing: after a region outage each of 22 million suspicions (at 10,000 agents) was
+        confirmed twice, and a timer per confirmation, none of them sharing an instant, was a
+        quarter of the memory the outage took. A member is declared dead at the same instant
+        as with a timer per deadline."""
         name = s.name
         if self.suspicions.get(name) is not s:
             return  # ended (dead, refuted) since this timer was set
@@ -766,7 +776,10 @@ class Gossip:
         if m is None or m.status != SUSPECT:
             return
         if now + 1e-9 < s.deadline_s:
-            return  # a stale timer from before a confirmation moved the deadline
+            # the first check (a deadline only moves sooner, so a later timer, set at a
+            # deadline, never finds it still ahead): check again then
+            self._timer(s.deadline_s, "suspicion", [s])
+            return
         self._end_suspicion(name)
         self._declare_dead(now, m, s.incarnation, self.name, left=False)
 

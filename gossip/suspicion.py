@@ -85,6 +85,11 @@ class Suspicion:
         return len(self.confirmers) - 1
 
     @property
+    def earliest_s(self) -> float:
+        """The deadline once k have confirmed: no deadline is sooner."""
+        return self.started_s + self.bounds.timeouts_s[-1]
+
+    @property
     def deadline_s(self) -> float:
         return self.started_s + self.bounds.timeouts_s[len(self.confirmers) - 1]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -157,6 +158,60 @@ def test_independent_confirmations_accelerate_suspicion() -> None:
     assert fast == pytest.approx(1.0 + g.suspicions["p9"].bounds.low_s)
     g.tick(fast + 0.01)
     assert g.members["p9"].status == Status.DEAD
+
+
+def _declared_dead_at(confirm_after: list[float]) -> tuple[float, float]:
+    """A core of 21 suspects p9 at 1.0 and hears confirmations (from p2, p3, ...) the given
+    seconds later; it runs as the simulator drives it (woken at each deadline, never in the
+    past). When it declares p9 dead, and when the rule says it should: the first instant at
+    or after the deadline for the confirmations heard by then."""
+    g = core_with_peers(20)
+    g.handle(1.0, ("p1", 1), "p1", [[MsgType.SUSPECT, "p9", 0, "p1"]])
+    bounds = g.suspicions["p9"].bounds
+    arrivals = [1.0 + d for d in confirm_after]
+    now = 1.0
+    dead_at = None
+    while dead_at is None and now < 100.0:
+        wake = max(now, g.next_deadline())
+        if arrivals and arrivals[0] <= wake:
+            now = arrivals.pop(0)
+            accuser = f"p{10 - len(arrivals)}"
+            g.handle(now, (accuser, 1), accuser, [[MsgType.SUSPECT, "p9", 0, accuser]])
+        else:
+            now = wake
+        g.tick(now)
+        dead_at = next((e.at_s for e in g.events if e.kind == "dead"), None)
+    expected, heard = math.inf, 0
+    times = [1.0 + d for d in confirm_after]
+    for i, start in enumerate([1.0, *times]):
+        heard = min(i, bounds.k)
+        end = times[i] if i < len(times) else math.inf
+        deadline = 1.0 + bounds.timeouts_s[heard]
+        if deadline <= end:
+            expected = max(deadline, start)
+            break
+    assert dead_at is not None
+    return dead_at, expected
+
+
+@pytest.mark.parametrize(
+    "confirm_after",
+    [
+        [],  # the longest timeout
+        [0.5],  # one confirmation: the middle one
+        [0.5, 1.0],  # k of them early: the minimum, checked first
+        [0.5, 8.0],  # the second after the minimum has passed: dead on hearing it
+        [6.0, 7.0],  # both after the first check, the second past the minimum
+        [6.0, 20.0],  # the first after the first check, the second after its deadline
+        [0.5, 1.0, 2.0, 3.0],  # more than k: nothing changes after k
+    ],
+)
+def test_a_suspect_is_declared_dead_at_its_deadline(confirm_after: list[float]) -> None:
+    """Suspicions are checked first at the soonest their deadline can be, and confirmations
+    arm a check only after that: a member is still declared dead at the very instant the
+    Lifeguard rule gives, whatever the order of confirmations and checks."""
+    dead_at, expected = _declared_dead_at(confirm_after)
+    assert dead_at == pytest.approx(expected, abs=1e-9)
 
 
 def test_refutation_by_incarnation_bump() -> None:
