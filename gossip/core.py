@@ -19,9 +19,11 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
+import operator
 import random
+from collections import deque
 from collections.abc import Callable, Sequence
-from itertools import compress
+from itertools import compress, islice
 from typing import Any, NamedTuple, Protocol
 
 import attrs
@@ -267,6 +269,8 @@ class Gossip:
         self.awareness = Awareness(max_score=cfg.awareness_max_multiplier, enabled=cfg.lifeguard)
         self.broadcasts = BroadcastQueue(cfg.retransmit_mult)
         self.suspicions: dict[str, Suspicion] = {}
+        # the suspicions waiting for their first check, one FIFO per bounds (`_first_check`)
+        self._first_fifos: dict[int, deque[Suspicion]] = {}
         self.outbox: list[tuple[Addr, list[Msg]]] = []
         self.tcp_pings: list[tuple[Addr, int, str]] = []  # (addr, seq, target)
         self.events: list[MemberEvent] = []
@@ -466,6 +470,8 @@ class Gossip:
                 else:
                     for i in range(0, len(data), 2):
                         self._reap(now, data[i], data[i + 1])
+            elif kind == "first_checks":
+                self._first_checks_due(now, when, data)
             elif kind == "probe":
                 self._probe(now)
             elif kind == "probe_timeout":
@@ -741,7 +747,7 @@ class Gossip:
         self._emit("suspect", m, now)
         self._count("suspicions")
         self._queue(name, msg if msg is not None else [MsgType.SUSPECT, name, incarnation, accuser])
-        self._grouped_timer(s.earliest_s, "suspicion", s)
+        self._first_check(s)
 
     def _suspicion_bounds(self) -> SuspicionBounds:
         """The timeouts of a suspicion started now: one shared record per cluster size."""
@@ -761,6 +767,35 @@ class Gossip:
         self._bounds = (live, bounds)
         return bounds
 
+    def _first_check(self, s: Suspicion) -> None:
+        """Arrange the suspicion's first check at `earliest_s`. Suspicions started with the same
+        bounds have their first checks in the order they started, so they wait in one FIFO
+        with a single timer, at its head, rather than a timer each: after a region outage at
+        10,000 agents, 22 million suspicions' timers (a heap tuple and a group list per
+        packet that started some) were 40 bytes a pair. Each is still checked at its own
+        instant, as a timer would have."""
+        key = id(s.bounds)  # the bounds are alive while their queue holds a suspicion
+        fifo = self._first_fifos.get(key)
+        if fifo is None:
+            fifo = self._first_fifos[key] = deque()
+        elif fifo and s.earliest_s < fifo[-1].earliest_s:  # (time never runs backwards)
+            self._timer(s.earliest_s, "suspicion", [s])
+            return
+        if not fifo:
+            self._timer(s.earliest_s, "first_checks", fifo)
+        fifo.append(s)
+
+    def _first_checks_due(self, now: float, when: float, fifo: deque[Suspicion]) -> None:
+        """The first checks due at `when` (the FIFO's head's instant), then a timer for the
+        next head's."""
+        while fifo and fifo[0].earliest_s <= when:
+            s = fifo.popleft()
+            self._suspicion_check(now, s)
+        if fifo:
+            self._timer(fifo[0].earliest_s, "first_checks", fifo)
+        elif self._first_fifos.get(id(s.bounds)) is fifo:
+            del self._first_fifos[id(s.bounds)]
+
     def _suspicion_check(self, now: float, s: Suspicion) -> None:
         """A suspicion is checked first at the earliest its deadline can be (the minimum
         timeout: k confirmations), then at its deadline if that is later, and at each new
@@ -777,8 +812,9 @@ class Gossip:
             return
         if now + 1e-9 < s.deadline_s:
             # the first check (a deadline only moves sooner, so a later timer, set at a
-            # deadline, never finds it still ahead): check again then
-            self._timer(s.deadline_s, "suspicion", [s])
+            # deadline, never finds it still ahead): check again then, beside the others
+            # started together and still as confirmed
+            self._grouped_timer(s.deadline_s, "suspicion", s)
             return
         self._end_suspicion(name)
         self._declare_dead(now, m, s.incarnation, self.name, left=False)
@@ -885,7 +921,8 @@ class Gossip:
         if m is not None and m.status in (DEAD, LEFT) and m.incarnation == inc:
             del self.members[name]
             self._names.remove(name)
-            self._sorted_names = None
+            if self._sorted_names is not self._names:
+                self._sorted_names = None  # (a sorted list stays sorted)
             self._down_remove(name)
             self._count("reaped")
 
@@ -926,8 +963,13 @@ class Gossip:
         return names[lo]
 
     def _names_sorted(self) -> list[str]:
+        """`_names` sorted: `_names` itself when it is (a table loaded in name order, as the
+        simulator's is, stays so until a join): a sorted copy per core was 0.8 GB of a
+        10,000-agent run, built by every survivor on its first probe of the dead."""
         if self._sorted_names is None:
-            self._sorted_names = sorted(self._names)
+            names = self._names
+            in_order = all(map(operator.le, names, islice(names, 1, None)))
+            self._sorted_names = names if in_order else sorted(names)
         return self._sorted_names
 
     # --- dissemination ----------------------------------------------------------------------

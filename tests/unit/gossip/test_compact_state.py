@@ -81,8 +81,9 @@ def test_views_follow_an_outage_with_revivals() -> None:
 
 
 def test_suspicions_started_together_die_together_in_order() -> None:
-    """Suspicions one packet starts share a timer: all are declared dead at their deadline, in
-    the order the packet named them; one refuted in between is not."""
+    """Suspicions one packet starts share a timer (their first check, then their deadline):
+    all are declared dead at their deadline, in the order the packet named them; one refuted
+    in between is not."""
     g = Gossip("me", ("me", 1), {}, random.Random(1), 0.0, GossipConfig(probe_interval_s=1000.0))
     peers = [f"p{i}" for i in range(10)]
     for p in peers:
@@ -91,10 +92,15 @@ def test_suspicions_started_together_die_together_in_order() -> None:
     g.handle(1.0, ("p0", 1), "p0", [[MsgType.SUSPECT, p, 0, "p0"] for p in accused])
     deadlines = {g.suspicions[p].deadline_s for p in accused}
     assert len(deadlines) == 1
-    assert len([t for t in g._timers if t[2] == "suspicion"]) == 1
+    assert [t[2] for t in g._timers if "check" in t[2] or t[2] == "suspicion"] == ["first_checks"]
     g.handle(2.0, ("p2", 1), "p2", [[MsgType.ALIVE, "p2", 1, ("p2", 1), 1, {}]])  # refutes
     g.events.clear()
+    g.tick(g.suspicions["p5"].earliest_s)  # the first check: not confirmed, not yet
+    assert {"p5", "p7"} <= g.suspicions.keys() and "p2" not in g.suspicions
+    assert not [e for e in g.events if e.kind == "dead"]
+    assert len([t for t in g._timers if t[2] == "suspicion"]) == 1  # the two, together
     g.tick(deadlines.pop())
-    assert [(e.kind, e.name) for e in g.events] == [("dead", "p5"), ("dead", "p7")]
+    dead = [(e.kind, e.name) for e in g.events if e.kind == "dead"]
+    assert dead == [("dead", "p5"), ("dead", "p7")]
     assert g.members["p2"].status is Status.ALIVE
-    assert g.suspicions == {}
+    assert not g.suspicions.keys() & set(accused)
