@@ -125,6 +125,9 @@ class BroadcastQueue:
     retransmit_mult: int = 4
     _items: dict[str, _Item] = attrs.field(factory=dict)
     _buckets: dict[int, _Bucket] = attrs.field(factory=dict)  # by sent count
+    # the encoded size of the messages the last `take` or `peek` returned, summed: the core
+    # hands it on with each packet, so the simulator counts its bytes without packing them
+    last_bytes: int = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -167,6 +170,7 @@ class BroadcastQueue:
         chosen: list[_Item] = []
         runs: list[tuple[int, int, bool]] = []
         if not self._items or budget_bytes < MIN_COST:
+            self.last_bytes = 0
             return chosen, runs
         buckets = self._buckets
         room = budget_bytes
@@ -213,6 +217,7 @@ class BroadcastQueue:
                 runs.append((sent, len(chosen), False))
             if room < MIN_COST:
                 break
+        self.last_bytes = budget_bytes - room - PER_MSG_OVERHEAD * len(chosen)
         return chosen, runs
 
     def peek(self, budget_bytes: int) -> list[list[Any]]:

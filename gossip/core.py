@@ -5,7 +5,8 @@ Inputs: `handle(now, src, sender, msgs)` for a decoded UDP packet, `tick(now)` w
 `merge_state(now, states, join)` for TCP anti-entropy, `set_meta`, `leave`, and
 `broadcast_app(key, payload)` for the application's own news (its `AppDelegate` hears what
 arrives and says what is new, which is then passed on like any broadcast).
-Outputs, drained by the caller: `outbox` (UDP packets to send: address and messages),
+Outputs, drained by the caller: `outbox` (UDP packets to send: address, messages, and their
+encoded sizes summed, which the simulator counts as the packet's bytes),
 `tcp_pings` (TCP fallback probes to try), `events` (membership changes), and `next_deadline()`.
 
 Everything that affects membership state lives in this file, as h11 keeps its state machine in
@@ -271,7 +272,7 @@ class Gossip:
         self.suspicions: dict[str, Suspicion] = {}
         # the suspicions waiting for their first check, one FIFO per bounds (`_first_check`)
         self._first_fifos: dict[int, deque[Suspicion]] = {}
-        self.outbox: list[tuple[Addr, list[Msg]]] = []
+        self.outbox: list[tuple[Addr, list[Msg], int]] = []
         self.tcp_pings: list[tuple[Addr, int, str]] = []  # (addr, seq, target)
         self.events: list[MemberEvent] = []
         self.counters: dict[str, int] = {}
@@ -404,9 +405,11 @@ class Gossip:
 
     def _send(self, addr: Addr, msg: Msg) -> None:
         """Send one message with as many broadcasts piggybacked as fit in the packet budget."""
-        budget = self.config.packet_budget_bytes - ENVELOPE_OVERHEAD - encoded_size(msg)
-        extra = self.broadcasts.take(budget, self.live_count())
-        self.outbox.append((addr, [msg, *extra]))
+        size = encoded_size(msg)
+        budget = self.config.packet_budget_bytes - ENVELOPE_OVERHEAD - size
+        queue = self.broadcasts
+        extra = queue.take(budget, self.live_count())
+        self.outbox.append((addr, [msg, *extra], size + queue.last_bytes))
 
     # --- the public inputs -------------------------------------------------------------------
     def snapshot(self) -> list[Member]:
@@ -450,9 +453,10 @@ class Gossip:
         self._set_me(self._set(self.me, LEFT, self.me.incarnation))
         left: Msg = [MsgType.DEAD, self.name, self.me.incarnation, self.name, True]
         self._queue(self.name, left)
+        size = encoded_size(left)
         for m in self.members.values():  # tell everyone directly too: a leave should be quick
             if m.name != self.name and m.status in (ALIVE, SUSPECT):
-                self.outbox.append((m.addr, [left]))
+                self.outbox.append((m.addr, [left], size))
         self._gossip(now)
 
     def tick(self, now: float) -> None:
@@ -629,7 +633,7 @@ class Gossip:
         if target.status == SUSPECT and cfg.lifeguard:
             # Buddy system: tell the suspect directly so it can refute at once.
             msgs = [ping, [MsgType.SUSPECT, target.name, target.incarnation, self.name]]
-            self.outbox.append((target.addr, msgs))
+            self.outbox.append((target.addr, msgs, sum(map(encoded_size, msgs))))
         else:
             self._send(target.addr, ping)
         self._count("probes")
@@ -687,7 +691,8 @@ class Gossip:
         self._relays[seq] = _Relay(requester_addr, req_seq)
         # No broadcasts piggybacked: the target has just missed a direct probe, so it is likely
         # dead, and a transmission spent on it would be one the live members never get.
-        self.outbox.append((target_addr, [[MsgType.PING, seq, target, self.name]]))
+        ping: Msg = [MsgType.PING, seq, target, self.name]
+        self.outbox.append((target_addr, [ping], encoded_size(ping)))
         if self.config.lifeguard:
             self._timer(now + NACK_AFTER * self.config.probe_timeout_s, "relay_nack", seq)
         self._timer(now + self.config.probe_timeout_s, "relay_timeout", seq)
@@ -990,21 +995,23 @@ class Gossip:
             return
         cfg = self.config
         budget = cfg.packet_budget_bytes - ENVELOPE_OVERHEAD
+        queue = self.broadcasts
         for peer in self._random_members(cfg.gossip_nodes, lambda m: m.status is ALIVE):
-            msgs = self.broadcasts.take(budget, self.live_count())
+            msgs = queue.take(budget, self.live_count())
             if not msgs:
                 break
-            self.outbox.append((peer.addr, msgs))
+            self.outbox.append((peer.addr, msgs, queue.last_bytes))
         if cfg.gossip_to_the_dead_nodes < 1 or (
             not self.suspicions and self._live == len(self.members)
         ):
             return  # nobody suspect or dead: the usual case, answered without a scan
-        msgs = self.broadcasts.peek(budget)
+        msgs = queue.peek(budget)
         if msgs:
+            size = queue.last_bytes
             for peer in self._random_not_alive(
                 cfg.gossip_to_the_dead_nodes, now - cfg.gossip_to_the_dead_s
             ):
-                self.outbox.append((peer.addr, msgs))
+                self.outbox.append((peer.addr, msgs, size))
 
     def _random_not_alive(self, k: int, horizon: float) -> list[Member]:
         """`_random_members(k, keep)` for the members suspect, or dead or left after

@@ -177,7 +177,7 @@ class GossipService:
         moved earlier (the timer loop itself never kicks, or it would spin)."""
         core = self.core
         assert core is not None
-        for addr, msgs in core.outbox:
+        for addr, msgs, _size in core.outbox:
             self._send_udp(addr, encode(self.keyring, self.name, msgs))
         core.outbox.clear()
         if self._nursery is not None:

@@ -26,7 +26,6 @@ from gossip.messages import (
     PROTOCOL_VERSION,
     MalformedMessage,
     Msg,
-    MsgType,
     validate,
 )
 
@@ -65,57 +64,24 @@ def encoded_size(msg: Msg) -> int:
 
 
 class PacketSizer:
-    """`len(pack_messages(sender, msgs))` without packing the packet again, for the simulator,
-    which counts the bytes of every packet it passes: packing each whole was its largest single
-    cost after an outage (~13 %), though most of what a packet carries are relayed messages that
-    many packets share (the simulator passes message objects, not bytes).
+    """`len(pack_messages(sender, msgs))` from the messages' encoded sizes summed, for the
+    simulator, which counts the bytes of every packet it passes: packing each whole was its
+    largest single cost after an outage. The gossip core knows each message's size already
+    (it fills packets to a byte budget) and hands the sum on with each packet (`Gossip.outbox`);
+    what is left is the envelope (version, sender) and the list's header, by its length.
+    `tests/unit/gossip/test_packet_sizer.py` holds it to packing, for random packets and for
+    every packet of simulated outages with metadata and inventory traffic."""
 
-    A relayed message's size is kept by its identity, with a reference to the message beside it
-    so that the identity cannot be reused while kept; a packet of kept messages is then summed
-    in C (`sum(map(...))`). A probe's own message (ping, ack, nack, indirect ping) is new in
-    every packet and is sized directly. Exact as long as a message is not changed once sent,
-    which holds for every message the gossip core builds (it makes new ones, and relays pass
-    them on unchanged); `tests/unit/gossip/test_packet_sizer.py` holds it to packing, for random
-    packets and for every packet of a simulated outage with metadata and inventory traffic."""
-
-    _UNSHARED = frozenset((MsgType.PING, MsgType.ACK, MsgType.NACK, MsgType.INDIRECT_PING))
-
-    def __init__(self, max_kept: int = 300_000) -> None:
-        self._sizes: dict[int, int] = {}
-        self._kept: dict[int, Msg] = {}
-        self._size_of = self._sizes.__getitem__
+    def __init__(self) -> None:
         self._envelopes: dict[str, int] = {}
-        self._max_kept = max_kept
 
-    def size(self, sender: str, msgs: list[Msg]) -> int:
+    def size(self, sender: str, count: int, msg_bytes: int) -> int:
         envelope = self._envelopes.get(sender)
         if envelope is None:
             # the empty list's one-byte header is replaced by the real one below
             envelope = self._envelopes[sender] = len(pack_messages(sender, [])) - 1
-        n = len(msgs)
-        total = envelope + (1 if n < 16 else 3 if n < 65_536 else 5)
-        shared = msgs
-        if n and msgs[0][0] in self._UNSHARED:
-            total += encoded_size(msgs[0])
-            shared = msgs[1:]
-        try:
-            return total + sum(map(self._size_of, map(id, shared)))
-        except KeyError:
-            return total + self._learn(shared)
-
-    def _learn(self, msgs: list[Msg]) -> int:
-        sizes, kept = self._sizes, self._kept
-        if len(sizes) >= self._max_kept:
-            sizes.clear()  # in place: `_size_of` stays bound to this dict
-            kept.clear()
-        total = 0
-        for msg in msgs:
-            size = sizes.get(id(msg))
-            if size is None:
-                size = sizes[id(msg)] = encoded_size(msg)
-                kept[id(msg)] = msg
-            total += size
-        return total
+        header = 1 if count < 16 else 3 if count < 65_536 else 5
+        return envelope + header + msg_bytes
 
 
 def encode(keyring: Keyring | None, sender: str, msgs: list[Msg], aad: bytes = b"") -> bytes:

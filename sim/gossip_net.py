@@ -123,8 +123,8 @@ class SimAgent:
         core, net = self.core, self.net
         if core.outbox:
             out, core.outbox = core.outbox, []
-            for addr, msgs in out:
-                net.send(self.name, addr[0], msgs)
+            for addr, msgs, nbytes in out:
+                net.send(self.name, addr[0], msgs, nbytes)
         if core.tcp_pings:
             pings, core.tcp_pings = core.tcp_pings, []
             for addr, seq, _target in pings:
@@ -188,8 +188,9 @@ class GossipNet:
             agent.core.preload(now, table)
             agent.core.broadcasts = BroadcastQueue(self.config.retransmit_mult)
 
-    def send(self, src: str, dst: str, msgs: list[Msg]) -> None:
-        size = self._sizer.size(src, msgs) + OVERHEAD if self.count_bytes else 0
+    def send(self, src: str, dst: str, msgs: list[Msg], msg_bytes: int) -> None:
+        """`msg_bytes`: the messages' encoded sizes summed, as the core gives them."""
+        size = self._sizer.size(src, len(msgs), msg_bytes) + OVERHEAD if self.count_bytes else 0
         self.network.send(src, dst, msgs, size)
 
     def _deliver(self, src: str, dst: str, payload: Any) -> None:

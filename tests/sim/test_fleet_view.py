@@ -76,10 +76,10 @@ def test_the_load_figures_count_the_inventory_deltas_bytes() -> None:
     app_bytes = [0]
     send = net.send
 
-    def counting(src: str, dst: str, msgs: list[Msg]) -> None:
+    def counting(src: str, dst: str, msgs: list[Msg], msg_bytes: int) -> None:
         if any(m[0] == MsgType.APP for m in msgs):
             app_bytes[0] += len(pack_messages(src, msgs)) + OVERHEAD
-        send(src, dst, msgs)
+        send(src, dst, msgs, msg_bytes)
 
     net.send = counting  # type: ignore[method-assign]
     before = net.network.stats.bytes_sent

@@ -42,7 +42,7 @@ def _sends_of(g: Gossip, kind: MsgType, key: str, start: float) -> int:
     while t < start + 120:
         t += 0.01
         g.tick(t)
-        for _addr, msgs in g.outbox:
+        for _addr, msgs, _ in g.outbox:
             sent += sum(1 for m in msgs if m[0] == kind and m[1] == key)
         g.outbox.clear()
     return sent

@@ -121,7 +121,7 @@ def _gossip_sends(g: Gossip, start: float, end: float, step: float = 0.01) -> li
     t = start
     while t < end:
         g.tick(t)
-        if any(msgs and msgs[0][0] != MsgType.PING for _, msgs in g.outbox):
+        if any(msgs and msgs[0][0] != MsgType.PING for _, msgs, _ in g.outbox):
             times.append(round(t, 2))
         g.outbox.clear()
         t += step
@@ -231,7 +231,7 @@ def test_ping_to_a_suspect_carries_the_suspicion() -> None:
     g.handle(1.0, ("p1", 1), "p1", [[MsgType.SUSPECT, "p0", 0, "p1"]])
     g.outbox.clear()
     g.tick(5.0)  # the probe timer fires: the only member to probe is the suspect
-    kinds = [[m[0] for m in msgs] for _, msgs in g.outbox]
+    kinds = [[m[0] for m in msgs] for _, msgs, _ in g.outbox]
     assert [MsgType.PING, MsgType.SUSPECT] in kinds
 
 

@@ -1,6 +1,6 @@
-"""The simulator's byte count (`PacketSizer`) must equal packing the packet whole: for every
-list length msgpack encodes differently, for messages shared between packets, and for every
-packet of simulated runs."""
+"""The simulator's byte count (the core's summed message sizes and `PacketSizer`'s envelope)
+must equal packing the packet whole: for every list length msgpack encodes differently, and
+for every packet of simulated runs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from gossip.core import GossipConfig
 from gossip.crypto import OVERHEAD
 from gossip.messages import MsgType
-from gossip.wire import PacketSizer, pack_messages
+from gossip.wire import PacketSizer, encoded_size, pack_messages
 from sim.gossip_net import GossipNet
 
 messages = st.one_of(
@@ -31,12 +31,10 @@ messages = st.one_of(
 
 @given(st.text(min_size=1, max_size=300), st.lists(messages, max_size=70))
 def test_sizes_equal_packing_the_packet(sender: str, msgs: list[Any]) -> None:
-    sizer = PacketSizer(max_kept=5)  # small: the clearing path runs too
-    assert sizer.size(sender, msgs) == len(pack_messages(sender, msgs))
-    # the same message objects again, in other packets, come from the kept sizes
-    shared = msgs + msgs[:20]
-    assert sizer.size(sender, shared) == len(pack_messages(sender, shared))
-    assert sizer.size(sender, []) == len(pack_messages(sender, []))
+    sizer = PacketSizer()
+    for packet in (msgs, msgs + msgs[:20], []):
+        summed = sum(map(encoded_size, packet))
+        assert sizer.size(sender, len(packet), summed) == len(pack_messages(sender, packet))
 
 
 def test_a_simulated_cluster_counts_exactly_what_packing_would() -> None:
@@ -48,7 +46,7 @@ def test_a_simulated_cluster_counts_exactly_what_packing_would() -> None:
 
     def checked(src: str, dst: str, payload: Any, size: int, reliable: bool = False) -> None:
         if isinstance(payload, list):
-            real = len(pack_messages(src, payload)) + (size - net._sizer.size(src, payload))
+            real = len(pack_messages(src, payload)) + OVERHEAD
             packed[0] += 1
             if real != size:
                 mismatches.append((real, size))
