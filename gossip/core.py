@@ -503,7 +503,7 @@ class Gossip:
 
     def push_pull_target(self) -> Member | None:
         """A random alive member to exchange full state with."""
-        picked = self._random_members(1, lambda m: m.status is ALIVE)
+        picked = self._random_alive(1)
         return picked[0] if picked else None
 
     def reconnect_target(self) -> Member | None:
@@ -996,7 +996,7 @@ class Gossip:
         cfg = self.config
         budget = cfg.packet_budget_bytes - ENVELOPE_OVERHEAD
         queue = self.broadcasts
-        for peer in self._random_members(cfg.gossip_nodes, lambda m: m.status is ALIVE):
+        for peer in self._random_alive(cfg.gossip_nodes):
             msgs = queue.take(budget, self.live_count())
             if not msgs:
                 break
@@ -1051,6 +1051,20 @@ class Gossip:
         picks = rng.sample(range(len(names)), min(k, len(names)))
         return [members[names[j]] for j in picks]
 
+    def _random_alive(self, k: int) -> list[Member]:
+        """`_random_members(k, keep)` for the members alive, `keep` written out inline: the
+        same draws, the same members (every gossip round of every agent draws its targets)."""
+        names, members, rng = self._names, self.members, self.rng
+        picked: dict[str, Member] = {}
+        if len(names) > 4 * k:
+            for _ in range(4 * k):
+                m = members[names[rng.randrange(len(names))]]
+                if m.status is ALIVE and m.name not in picked:
+                    picked[m.name] = m
+                    if len(picked) == k:
+                        return list(picked.values())
+        return self._pick_by_scan(k, lambda m: m.status is ALIVE, picked)
+
     def _random_members(
         self,
         k: int,
@@ -1073,6 +1087,17 @@ class Gossip:
                     picked[m.name] = m
                     if len(picked) == k:
                         return list(picked.values())
+        return self._pick_by_scan(k, keep, picked, among)
+
+    def _pick_by_scan(
+        self,
+        k: int,
+        keep: Callable[[Member], bool],
+        picked: dict[str, Member],
+        among: list[str] | None = None,
+    ) -> list[Member]:
+        """`_random_members`' fallback, after its draws found `picked`: the rest at random
+        from a scan."""
         members = self.members
         scan = self._names_sorted() if among is None else among
         pool = [members[n] for n in scan if n not in picked and keep(members[n])]
