@@ -49,6 +49,8 @@ from gossip.wire import encoded_size
 ALIVE, SUSPECT, DEAD, LEFT = Status.ALIVE, Status.SUSPECT, Status.DEAD, Status.LEFT
 _PING, _INDIRECT_PING, _ACK, _NACK = MsgType.PING, MsgType.INDIRECT_PING, MsgType.ACK, MsgType.NACK
 _SUSPECT, _ALIVE, _DEAD, _APP = MsgType.SUSPECT, MsgType.ALIVE, MsgType.DEAD, MsgType.APP
+_STATUS_VALUES = {status: status.value for status in Status}
+_new_tuple = tuple.__new__
 # Application broadcasts share the queue with membership ones under keys no member name has.
 APP_KEY_PREFIX = "\x1f"
 
@@ -376,7 +378,10 @@ class Gossip:
         return when if when > now + 1e-9 else when + interval  # float error at a grid point
 
     def _emit(self, kind: str, m: Member, now: float) -> None:
-        self.events.append(MemberEvent(kind, m.name, m.status.value, m.incarnation, now))
+        # built as the tuple it is (`MemberEvent(...)` runs a Python-level `__new__`): one per
+        # (survivor, lost member) and change after an outage
+        event = (kind, m.name, _STATUS_VALUES[m.status], m.incarnation, now)
+        self.events.append(_new_tuple(MemberEvent, event))
 
     def live_count(self) -> int:
         """Members alive or suspect, this agent included (kept up to date on every change, as
