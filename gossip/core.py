@@ -750,7 +750,7 @@ class Gossip:
                     # new one (before that check, it is the one that finds the deadline)
                     self._timer(s.deadline_s, "suspicion", [s])
             return
-        s = Suspicion(name, incarnation, now, self._suspicion_bounds(), (accuser,))
+        s = Suspicion(name, now, self._suspicion_bounds(), (accuser,))
         self.suspicions[name] = s
         m = self._set(m, SUSPECT, incarnation)
         self._down_add(name, math.inf)
@@ -827,7 +827,7 @@ class Gossip:
             self._grouped_timer(s.deadline_s, "suspicion", s)
             return
         self._end_suspicion(name)
-        self._declare_dead(now, m, s.incarnation, self.name, left=False)
+        self._declare_dead(now, m, m.incarnation, self.name, left=False)
 
     def _end_suspicion(self, name: str) -> None:
         suspicions = self.suspicions

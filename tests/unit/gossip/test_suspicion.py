@@ -26,7 +26,7 @@ def test_no_expected_confirmations_means_the_minimum() -> None:
 
 
 def test_a_confirmer_counts_once() -> None:
-    s = Suspicion("m", 1, 10.0, SuspicionBounds(k=2, low_s=4.0, high_s=24.0), ("a",))
+    s = Suspicion("m", 10.0, SuspicionBounds(k=2, low_s=4.0, high_s=24.0), ("a",))
     assert s.deadline_s == pytest.approx(34.0)
     assert s.confirm("b") and not s.confirm("b") and not s.confirm("a")
     assert s.confirm("c")
@@ -38,8 +38,8 @@ def test_full_suspicions_share_their_confirmers() -> None:
     """At the minimum timeout the names are dropped for one tuple per bounds: after a region
     outage every survivor holds a fully confirmed suspicion per lost member."""
     bounds = SuspicionBounds(k=2, low_s=4.0, high_s=24.0)
-    one = Suspicion("m", 1, 10.0, bounds, ("a",))
-    two = Suspicion("n", 1, 10.0, bounds, ("x",))
+    one = Suspicion("m", 10.0, bounds, ("a",))
+    two = Suspicion("n", 10.0, bounds, ("x",))
     for s, others in ((one, ("b", "c")), (two, ("y", "z"))):
         assert s.confirm(others[0]) and s.confirm(others[1])
         assert s.confirmations == 2 and s.deadline_s == pytest.approx(14.0)
