@@ -536,8 +536,15 @@ class Gossip:
                 # An open suspicion means the member is suspect here (`suspicions` holds
                 # exactly those), and `confirm` would change nothing: nor would the handler.
                 s = self.suspicions.get(msg[1])
-                if s is not None and (len(s.confirmers) > s.bounds.k or msg[3] in s.confirmers):
-                    continue
+                if s is not None:
+                    if len(s.confirmers) > s.bounds.k or msg[3] in s.confirmers:
+                        continue
+                else:
+                    # nor about a member dead here: `_on_suspect` returns (this agent's own
+                    # record is never dead, and left only while it leaves)
+                    m = members.get(msg[1])
+                    if m is None or m.status is DEAD or m.status is LEFT:
+                        continue
                 self._on_suspect(now, msg[1], msg[2], msg[3], msg)
             elif kind == _PING:
                 self._on_ping(now, src, msg)
