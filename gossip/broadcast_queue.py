@@ -144,18 +144,28 @@ class BroadcastQueue:
             self._mults[key] = limit_mult
         elif self._mults:
             self._mults.pop(key, None)
-        item = self._items.get(key)
+        items = self._items
+        item = items.get(key)
         if item is not None:
             # the replaced entry's record is reused: after an outage most puts replace one
             # (a suspicion confirmed, then the death), and an allocation was half a put
             self._unbucket(item)
             item.msg, item.cost = msg, cost
         else:
-            item = self._items[key] = _Item(key, msg, cost)
+            item = items[key] = _Item(key, msg, cost)
         bucket = self._buckets.get(0)
         if bucket is None:
             bucket = self._buckets[0] = _Bucket(0)
-        bucket.add(item)
+        if cost <= SMALL_COST and bucket.small is bucket.items:
+            # `_Bucket.add` inlined for the usual entry after an outage (a SUSPECT or DEAD
+            # into a bucket of small ones): 88 million puts at 10,000 simulated agents
+            item.bucket = bucket
+            bucket.items[key] = item
+            bucket.total += cost
+            if cost < bucket.floor:
+                bucket.floor = cost
+        else:
+            bucket.add(item)
 
     def _unbucket(self, item: _Item) -> None:
         bucket = item.bucket

@@ -362,7 +362,11 @@ class Gossip:
 
     def _set(self, m: Member, status: Status, incarnation: int) -> Member:
         """`m` with a new status and incarnation, put in the table."""
-        new = self._record(m.name, m.addr, incarnation, status, m.meta, m.meta_version)
+        records = self._records
+        if records is None:
+            new = Member(m.name, m.addr, incarnation, status, m.meta, m.meta_version)
+        else:
+            new = records.get(m.name, m.addr, incarnation, status, m.meta, m.meta_version)
         self.members[m.name] = new
         return new
 
