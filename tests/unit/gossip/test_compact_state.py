@@ -104,3 +104,24 @@ def test_suspicions_started_together_die_together_in_order() -> None:
     assert dead == [("dead", "p5"), ("dead", "p7")]
     assert g.members["p2"].status is Status.ALIVE
     assert not g.suspicions.keys() & set(accused)
+
+
+def test_a_suspicion_out_of_time_order_still_gets_its_first_check() -> None:
+    """First checks wait in a FIFO in the order suspicions started; one started at an earlier
+    instant than the FIFO's last (time handed in out of order) gets a timer of its own, and
+    both are still declared dead at their own deadlines (without Lifeguard, a suspicion's
+    first check is its deadline: one checked late would die late)."""
+    config = GossipConfig(probe_interval_s=1000.0, lifeguard=False)
+    g = Gossip("me", ("me", 1), {}, random.Random(1), 0.0, config)
+    for p in ("p1", "p2", "p3", "p4", "p5"):
+        g.handle(0.0, (p, 1), p, [[MsgType.ALIVE, p, 0, (p, 1), 1, {}]])
+    g.handle(5.0, ("p1", 1), "p1", [[MsgType.SUSPECT, "p4", 0, "p1"]])
+    g.handle(3.0, ("p2", 1), "p2", [[MsgType.SUSPECT, "p5", 0, "p2"]])
+    late, early = g.suspicions["p4"], g.suspicions["p5"]
+    assert late.bounds is early.bounds and early.earliest_s < late.earliest_s
+    assert early.deadline_s == early.earliest_s
+    g.events.clear()
+    for when in sorted((late.deadline_s, early.deadline_s)):
+        g.tick(when)
+    dead = {e.name: e.at_s for e in g.events if e.kind == "dead"}
+    assert dead == {"p5": early.deadline_s, "p4": late.deadline_s}
