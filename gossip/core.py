@@ -206,7 +206,7 @@ class MemberRecords:
 
 class MemberEvent(NamedTuple):
     """A change in the member table. A named tuple rather than an attrs class: a region outage
-    at 10,000 simulated agents makes some 60 million of them, and a tuple is built in C."""
+    at 10,000 simulated agents makes some 45 million of them, and a tuple is built in C."""
 
     kind: str  # joined | suspect | alive | dead | left | updated
     name: str
