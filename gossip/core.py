@@ -252,7 +252,11 @@ class Gossip:
         self.delegate = delegate
         self.name = name
         self.rng = rng
-        self._records = records
+        # a record of a state (name, addr, incarnation, status, meta, meta version): the shared
+        # one when the cores share `MemberRecords`, else a new one
+        self._record: Callable[[str, Addr, int, Status, dict[str, Any], int], Member] = (
+            Member if records is None else records.get
+        )
         self.me = self._record(name, addr, 0, ALIVE, dict(meta), 1)
         self.members: dict[str, Member] = {name: self.me}
         self._names: list[str] = []  # other members, for cheap random choices
@@ -345,28 +349,9 @@ class Gossip:
         self._seq += 1
         return self._seq
 
-    def _record(
-        self,
-        name: str,
-        addr: Addr,
-        incarnation: int,
-        status: Status,
-        meta: dict[str, Any],
-        meta_version: int,
-    ) -> Member:
-        """A record of this state: the shared one when the cores share `MemberRecords`."""
-        records = self._records
-        if records is None:
-            return Member(name, addr, incarnation, status, meta, meta_version)
-        return records.get(name, addr, incarnation, status, meta, meta_version)
-
     def _set(self, m: Member, status: Status, incarnation: int) -> Member:
         """`m` with a new status and incarnation, put in the table."""
-        records = self._records
-        if records is None:
-            new = Member(m.name, m.addr, incarnation, status, m.meta, m.meta_version)
-        else:
-            new = records.get(m.name, m.addr, incarnation, status, m.meta, m.meta_version)
+        new = self._record(m.name, m.addr, incarnation, status, m.meta, m.meta_version)
         self.members[m.name] = new
         return new
 
@@ -809,13 +794,13 @@ class Gossip:
     def _first_checks_due(self, now: float, when: float, fifo: deque[Suspicion]) -> None:
         """The first checks due at `when` (the FIFO's head's instant), then a timer for the
         next head's."""
+        key = id(fifo[0].bounds)  # (a FIFO's timer is set only while it holds a suspicion)
         while fifo and fifo[0].earliest_s <= when:
-            s = fifo.popleft()
-            self._suspicion_check(now, s)
+            self._suspicion_check(now, fifo.popleft())
         if fifo:
             self._timer(fifo[0].earliest_s, "first_checks", fifo)
-        elif self._first_fifos.get(id(s.bounds)) is fifo:
-            del self._first_fifos[id(s.bounds)]
+        elif self._first_fifos.get(key) is fifo:
+            del self._first_fifos[key]
 
     def _suspicion_check(self, now: float, s: Suspicion) -> None:
         """A suspicion is checked first at the earliest its deadline can be (the minimum
