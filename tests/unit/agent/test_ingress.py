@@ -269,7 +269,13 @@ async def test_supervisor_restarts_a_dying_proxy_and_kills_it_on_cancel(tmp_path
     proxy = IngressProxy(cfg, binary=_fake_proxy(tmp_path, script))
     async with trio.open_nursery() as nursery:
         await nursery.start(proxy.run)
-        await wait_for("three starts of the proxy", lambda: proxy.starts >= 3, timeout_s=10)
+        # the third start counts once the supervisor spawned it; its own line in the file
+        # comes when the shell runs, which a busy machine may delay past the cancel below
+        await wait_for(
+            "three starts of the proxy, each recorded by the proxy itself",
+            lambda: proxy.starts >= 3 and runs.exists() and runs.read_text().count("run") >= 3,
+            timeout_s=10,
+        )
         pid = int(proxy.pid_path.read_text())
         assert os.stat(proxy.static_path).st_mode & 0o777 == 0o600
         nursery.cancel_scope.cancel()
