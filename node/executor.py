@@ -97,41 +97,46 @@ class Overlay:
 
     def apply(self, peers: list[Peer], now: float) -> list[Peer]:
         seen = {p.name: p.inventory for p in peers}
+        self.prune(lambda node: seen.get(node, 0), now)
+        if not self.added and not self.removed:
+            return peers
+        return [self.over(p) for p in peers]
+
+    def prune(self, inventory: Callable[[str], int], now: float) -> None:
+        """Drop the entries gossip has caught up with (the host's row, at `inventory(host)`,
+        is as new as the action's answer) or that expired. `apply` in two steps, so that a
+        planner holding a view already (the simulator's) lays the overlay on the few hosts it
+        names (`nodes`, `over`) instead of walking every peer."""
 
         def pending(entry: tuple[float, ServoEntry, int]) -> bool:
             expires, servo, version = entry
-            return expires > now and seen.get(servo.node, 0) < version
+            return expires > now and inventory(servo.node) < version
 
         self.added = {k: v for k, v in self.added.items() if pending(v)}
         self.removed = {k: v for k, v in self.removed.items() if pending(v)}
-        if not self.added and not self.removed:
-            return peers
-        out = []
-        for p in peers:
-            gone = [e for _, e, _ in self.removed.values() if e.node == p.name]
-            extra = [e for _, e, _ in self.added.values() if e.node == p.name]
-            if not gone and not extra:
-                out.append(p)
-                continue
-            gone_ids = {e.servo_id for e in gone}
-            have = {s.servo_id for s in p.servos}
-            extra = [e for e in extra if e.servo_id not in have]
-            servos = [s for s in p.servos if s.servo_id not in gone_ids] + extra
-            mem = sum(e.memory_mb for e in extra) - sum(
-                e.memory_mb for e in gone if e.servo_id in have
-            )
-            cpu = sum(e.millicpus for e in extra) - sum(
-                e.millicpus for e in gone if e.servo_id in have
-            )
-            out.append(
-                attrs.evolve(
-                    p,
-                    servos=tuple(servos),
-                    memory_free_mb=p.memory_free_mb - mem,
-                    millicpus_free=p.millicpus_free - cpu,
-                )
-            )
-        return out
+
+    def nodes(self) -> set[str]:
+        """The hosts this overlay changes the rows of."""
+        return {e.node for _, e, _ in (*self.added.values(), *self.removed.values())}
+
+    def over(self, p: Peer) -> Peer:
+        """One peer with this overlay's entries for it laid over (the peer itself if none)."""
+        gone = [e for _, e, _ in self.removed.values() if e.node == p.name]
+        extra = [e for _, e, _ in self.added.values() if e.node == p.name]
+        if not gone and not extra:
+            return p
+        gone_ids = {e.servo_id for e in gone}
+        have = {s.servo_id for s in p.servos}
+        extra = [e for e in extra if e.servo_id not in have]
+        servos = [s for s in p.servos if s.servo_id not in gone_ids] + extra
+        mem = sum(e.memory_mb for e in extra) - sum(e.memory_mb for e in gone if e.servo_id in have)
+        cpu = sum(e.millicpus for e in extra) - sum(e.millicpus for e in gone if e.servo_id in have)
+        return attrs.evolve(
+            p,
+            servos=tuple(servos),
+            memory_free_mb=p.memory_free_mb - mem,
+            millicpus_free=p.millicpus_free - cpu,
+        )
 
 
 def peer_with_state(peer: Peer, state: Any) -> Peer:

@@ -170,6 +170,36 @@ class PlacementIndex:
         """Forget one servo of `project` on `name` and free its resources."""
         self._adjust(name, project, memory_mb, millicpus, -1)
 
+    def replace(self, view: NodeView) -> None:
+        """Put a newer row of a node already indexed in place of its old one, leaving the index
+        as `PlacementIndex` of the changed view would build it. A planner that goes from one
+        view to a slightly different one (the simulator, from one observer to the next)
+        patches the rows that differ instead of indexing every node again."""
+        name = view.name
+        old = self.nodes[name]
+        if old.alive:
+            zk = (old.region, old.zone)
+            zone = self.zones[zk]
+            zone.remove(old)
+            if not zone.keys:
+                del self.zones[zk]
+                self._zone_list = [self.zones[k] for k in sorted(self.zones)]
+        for project in old.projects:
+            where = self.project_nodes[project]
+            del where[name]
+            if not where:
+                del self.project_nodes[project]
+        node = self.nodes[name] = _Node(view)
+        for project, count in node.projects.items():
+            self.project_nodes.setdefault(project, {})[name] = count
+        if node.alive:
+            zk = (node.region, node.zone)
+            zone = self.zones.get(zk)
+            if zone is None:
+                zone = self.zones[zk] = _Zone(node.region, node.zone)
+                self._zone_list = [self.zones[k] for k in sorted(self.zones)]
+            zone.add(node)
+
     # --- decision ------------------------------------------------------------------------
     def place(self, request: PlacementRequest, exclude: Iterable[str] = ()) -> Decision:
         excluded = frozenset(exclude)

@@ -53,7 +53,7 @@ from node.cluster import (
     node_view,
     peer_from_member,
 )
-from node.executor import OVERLAY_TTL_S, Overlay, peer_with_state
+from node.executor import OVERLAY_TTL_S, Overlay
 from node.inventory import ClusterDelegate, HostInventory, InventoryReplica
 from node.membership import Identity, MembershipView
 from placement.converge import (
@@ -71,6 +71,7 @@ from placement.hashing import mix, stable_hash
 from placement.model import ClusterView, NodeView, PlacementRequest, ServoRef
 from placement.place import PlacementIndex
 from sim.gossip_net import GossipNet, SimAgent
+from sim.planning import Planner
 
 RECOVERY_DELAY_S = 1.0  # coalesce a burst of dead events into one recovery round per agent
 RETRY_HOSTS_PER_SERVO = 3
@@ -176,16 +177,6 @@ class _Delegate:
             self.fleet._pull_soon(self.name)
 
 
-@attrs.define
-class _Inputs:
-    """One owner's planning inputs, built once per simulator event."""
-
-    key: tuple[str, int, int]
-    view: ClusterView
-    index: PlacementIndex
-    by_project: dict[str, list[ServoEntry]]
-
-
 class Fleet:
     # look at every project in every round: the reference `_to_look_at` is checked against
     full_scan = False
@@ -221,7 +212,7 @@ class Fleet:
         self._initially_short: set[str] = set()
         self._overlays: dict[str, Overlay] = {}
         self._overlay_version = 0
-        self._inputs: _Inputs | None = None
+        self._planner = Planner(self._row)
         # host -> (incarnation, meta version, status, servos) -> its peer and node view
         self._peer_cache: dict[str, dict[tuple[int, int, str], tuple[Any, Peer, NodeView]]] = {}
         self._pull_wake: dict[str, float] = {}
@@ -671,7 +662,7 @@ class Fleet:
         """Carry out `me`'s plan for one project. A retry (`only_slot`) re-plans and carries
         out just the slot that was refused: the others are still on their way."""
         inputs = self._planning_inputs(me, answered)
-        servos = [s.view() for s in inputs.by_project.get(spec.name, ())]
+        servos = [s.view() for s in inputs.servos_of(spec.name, self._ever_hosts[spec.name])]
         plan = converge(spec, inputs.view, servos, excluded, inputs.index)
         acted = False
         for action in plan.actions:
@@ -714,42 +705,24 @@ class Fleet:
             overlay = self._overlays[me] = Overlay()
         return overlay
 
-    def _planning_inputs(self, me: str, answered: Mapping[str, Mapping[str, Any]]) -> _Inputs:
-        """What `me`'s executor plans from: its peers (each member's metadata, its replica's
-        servos: `node.cluster.peer_from_member`), its own recent actions laid over them, and a
-        refusing host's own answer in place of its row. Built once per simulator event while
-        its overlay stands still (a round repairing many projects plans them all from one),
-        and each host's row parsed once per (metadata, status, inventory) whoever looks."""
+    def _planning_inputs(self, me: str, answered: Mapping[str, Mapping[str, Any]]) -> Planner:
+        """What `me`'s executor plans from (`sim.planning`): its peers (each member's metadata,
+        its replica's servos: `node.cluster.peer_from_member`), its own recent actions laid over
+        them, and a refusing host's own answer in place of its row. Built once per simulator
+        event while its overlay stands still (a round repairing many projects plans them all
+        from one), from the last inputs built, whoever's, by rebuilding the rows that differ."""
         key = (me, self.net.engine.events_run, self._overlay_version)
-        if not answered and self._inputs is not None and self._inputs.key == key:
-            return self._inputs
-        replica = self.views[me].replica
-        peers: list[Peer] = []
-        rows: dict[str, tuple[Peer, NodeView]] = {}
-        for m in self.net.agents[me].core.members.values():
-            hit = self._row(m, replica)
-            if hit is not None:
-                peers.append(hit[0])
-                rows[m.name] = hit
-        peers.sort(key=lambda p: p.name)
-        overlay = self._overlays.get(me)
-        if overlay is not None and (overlay.added or overlay.removed):
-            peers = overlay.apply(peers, self.net.engine.now)
-        if answered:
-            peers = [
-                peer_with_state(p, answered[p.name]) if p.name in answered else p for p in peers
-            ]
-        view = ClusterView(
-            tuple(rows[p.name][1] if rows[p.name][0] is p else node_view(p) for p in peers)
-        )
-        by_project: dict[str, list[ServoEntry]] = {}
-        for p in peers:
-            for s in p.servos:
-                by_project.setdefault(s.project, []).append(s)
-        inputs = _Inputs(key, view, PlacementIndex(view), by_project)
-        if not answered:
-            self._inputs = inputs
-        return inputs
+        planner = self._planner
+        if answered or planner.key != key:
+            planner.build(
+                self.net.agents[me].core.members,
+                self.views[me].replica,
+                self._overlays.get(me),
+                self.net.engine.now,
+                answered,
+            )
+            planner.key = None if answered else key
+        return planner
 
     def _rpc(self, src: str, dst: str, then: Callable[[], None]) -> None:
         """One request/response between agents: a reliable round trip on the virtual network."""
