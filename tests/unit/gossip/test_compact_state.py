@@ -15,7 +15,7 @@ def _check_views(core: Gossip, went_down: dict[tuple[str, str], float]) -> None:
     others = [n for n in core.members if n != core.name]
     assert sorted(core._names) == sorted(others)
     assert core._down == sorted(n for n in others if core.members[n].status is not ALIVE)
-    assert core._down_since == [
+    assert list(core._down_since) == [
         math.inf if core.members[n].status is Status.SUSPECT else went_down[(core.name, n)]
         for n in core._down
     ]
@@ -125,3 +125,36 @@ def test_a_suspicion_out_of_time_order_still_gets_its_first_check() -> None:
         g.tick(when)
     dead = {e.name: e.at_s for e in g.events if e.kind == "dead"}
     assert dead == {"p5": early.deadline_s, "p4": late.deadline_s}
+
+
+def test_members_are_reaped_in_the_order_and_at_the_time_they_went_down() -> None:
+    """Reaps wait in one FIFO with a timer at its head: each member still goes exactly
+    `reap_after_s` after it went down here, and one that came back first is kept."""
+    g = Gossip("me", ("me", 1), {}, random.Random(1), 0.0, GossipConfig(reap_after_s=10.0))
+    names = [f"p{i}" for i in range(40)]
+    for n in names:
+        g.handle(0.0, (n, 1), n, [[MsgType.ALIVE, n, 0, (n, 1), 1, {}]])
+    # declared dead at 1.0, 1.5, 2.0, ...: five at a time, one packet per instant
+    went_down: dict[str, float] = {}
+    for step in range(8):
+        now = 1.0 + step / 2
+        batch = names[step * 5 : step * 5 + 5]
+        g.handle(now, ("x", 1), "x", [[MsgType.DEAD, n, 0, "x", False] for n in batch])
+        went_down.update(dict.fromkeys(batch, now))
+    back = names[7]  # refutes with a higher incarnation before its reap
+    g.handle(5.0, (back, 1), back, [[MsgType.ALIVE, back, 1, (back, 1), 1, {}]])
+    reaped_at: dict[str, float] = {}
+    now = 5.0
+    while now < 30.0:
+        now = min(g.next_deadline(), 30.0)
+        before = set(g.members)
+        g.tick(now)
+        reaped_at.update(dict.fromkeys(before - set(g.members), now))
+    # (it never answers a probe, so it goes down again: reaped 10 s after that, not before)
+    last_down = {ev.name: ev.at_s for ev in g.events if ev.kind == "dead"}
+    assert last_down[back] > 5.0
+    assert {n: t for n, t in last_down.items() if n != back} == {
+        n: t for n, t in went_down.items() if n != back
+    }
+    assert reaped_at == {n: t + 10.0 for n, t in last_down.items()}
+    assert len(g._reaps) == 0 and "reaps" not in {t[2] for t in g._timers}
