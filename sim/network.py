@@ -120,6 +120,12 @@ class Network:
             return
         prof = self._profile(src, dst)
         delay = prof.latency_s + (self.rng.random() * prof.jitter_s if prof.jitter_s else 0.0)
+        if dst in self.down:
+            # a crashed host never comes back (`down` only grows), so the packet would be
+            # dropped on arrival: dropped now, after the same draws, without an event (after
+            # a region outage one packet in N goes to a lost member)
+            stats.to_down_host += 1
+            return
         engine = self.engine
         # `at` keeps a delay below zero at now, as `after` would
         engine.at(engine.now + delay, partial(self._arrive, src, dst, payload))
