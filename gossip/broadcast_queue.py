@@ -131,6 +131,8 @@ class BroadcastQueue:
     # news, application news): kept aside, as a field of every entry it was 16 bytes each of
     # the 22 million SUSPECT and DEAD entries after a 10,000-agent region outage
     _mults: dict[str, int] = attrs.field(factory=dict)
+    _limit_for: int = -1  # the member count `_limit` is the retransmit limit of
+    _limit: int = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -253,7 +255,9 @@ class BroadcastQueue:
         chosen, runs = self._choose(budget_bytes)
         if not chosen:
             return []
-        limit = retransmit_limit(self.retransmit_mult, members)
+        if members != self._limit_for:  # the count changes seldom: the limit is kept
+            self._limit_for, self._limit = members, retransmit_limit(self.retransmit_mult, members)
+        limit = self._limit
         buckets, items, mults = self._buckets, self._items, self._mults
         end = len(chosen)
         for i in range(len(runs) - 1, -1, -1):
