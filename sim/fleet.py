@@ -75,7 +75,8 @@ from sim.planning import Planner
 
 RECOVERY_DELAY_S = 1.0  # coalesce a burst of dead events into one recovery round per agent
 RETRY_HOSTS_PER_SERVO = 3
-OWNER_DEPTH = 64
+OWNER_DEPTH = 8
+ROW_VARIANTS = 8  # per host, the placement rows kept (`Fleet._row`)
 META_REFRESH_S = 2.0  # as node.context: the agent republishes its metadata this often
 # the gossip core's own statuses that placement.converge counts (for identity tests)
 COUNTED = tuple(s for s in Status if s in COUNTED_STATUSES)
@@ -213,8 +214,9 @@ class Fleet:
         self._overlays: dict[str, Overlay] = {}
         self._overlay_version = 0
         self._planner = Planner(self._row)
-        # host -> (incarnation, meta version, status, servos) -> its peer and node view
-        self._peer_cache: dict[str, dict[tuple[int, int, str], tuple[Any, Peer, NodeView]]] = {}
+        # host -> (incarnation, meta version, status, servo list, inventory version) -> the
+        # list, its peer and node view
+        self._peer_cache: dict[str, dict[tuple[Any, ...], tuple[Any, Peer, NodeView]]] = {}
         self._pull_wake: dict[str, float] = {}
         self._refresh_due: set[str] = set()
         self.on_change: Callable[[], None] = lambda: None
@@ -605,19 +607,25 @@ class Fleet:
 
     def _row(self, m: Member, replica: InventoryReplica) -> tuple[Peer, NodeView] | None:
         """A member as a peer and a placement row (`node.cluster.peer_from_member`), parsed
-        once per (metadata, status, inventory) whoever looks."""
+        once per (metadata, status, inventory) whoever looks: the last few variants of each
+        host are kept, since after an outage observers hold a host's inventory at different
+        versions, and owners planning one after another alternate between them."""
         servos = replica.servos(m.name)
+        version = replica.version(m.name)
         variants = self._peer_cache.get(m.name)
         if variants is None:
             variants = self._peer_cache[m.name] = {}
-        vkey = (m.incarnation, m.meta_version, str(m.status))
+        # (the servo list's id is a key only while the entry holds the list itself)
+        vkey = (m.incarnation, m.meta_version, m.status, id(servos), version)
         hit = variants.get(vkey)
-        if hit is not None and hit[0] is servos:
+        if hit is not None:
             return hit[1], hit[2]
-        p = peer_from_member(m, servos, replica.version(m.name))
+        p = peer_from_member(m, servos, version)
         if p is None:
             return None
         row = node_view(p)
+        if len(variants) >= ROW_VARIANTS:
+            del variants[next(iter(variants))]
         variants[vkey] = (servos, p, row)
         return p, row
 
