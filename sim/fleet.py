@@ -219,7 +219,8 @@ class Fleet:
         self._peer_cache: dict[str, dict[tuple[Any, ...], tuple[Any, Peer, NodeView]]] = {}
         self._pull_wake: dict[str, float] = {}
         self._refresh_due: set[str] = set()
-        self.on_change: Callable[[], None] = lambda: None
+        # a project's servos were created or removed (the report's exact restore time)
+        self.on_change: Callable[[str], None] = lambda _project: None
         net._on_event = self._on_event
 
     def add_host(self, name: str, region: str, zone: str, memory_mb: int, millicpus: int) -> None:
@@ -255,6 +256,9 @@ class Fleet:
     # --- ground truth --------------------------------------------------------------------------
     def up(self, name: str) -> bool:
         return not self.net.agents[name].crashed
+
+    def live_count(self, project: str) -> int:
+        return sum(1 for host in self.where[project] if self.up(host))
 
     def live_counts(self) -> dict[str, int]:
         counts = dict.fromkeys(self.specs, 0)
@@ -689,7 +693,7 @@ class Fleet:
                 self._rpc(me, action.node, create)
                 acted = True
         if acted:
-            self.on_change()
+            self.on_change(spec.name)
 
     def _removed_by(self, me: str, action: Remove) -> None:
         """A removal (one call to the host), remembered in `me`'s overlay as the executor does."""
@@ -762,7 +766,7 @@ class Fleet:
                 entry,
                 version,
             )
-            self.on_change()
+            self.on_change(spec.name)
             return
         self.counters.conflicts += 1
         if len(excluded) < RETRY_HOSTS_PER_SERVO:

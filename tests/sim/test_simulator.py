@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import gossip.core
+import sim.run
 from gossip.core import ALIVE, DEAD, Member
 from placement.converge import recovery_owner
 from sim.cli import main as sim_main
@@ -123,3 +124,15 @@ def test_cli_prints_json_and_writes_a_self_contained_report(
 def test_cli_refuses_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     assert sim_main(["region-outage", "--loss", "2"]) == 2
     assert "loss" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scenario", ["region-outage", "rolling-failures"])
+def test_the_restore_instant_kept_per_change_is_the_one_a_full_recount_finds(
+    scenario: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = SimArgs(scenario, seed=5, **SMALL)
+    kept = simulate(args)["recovery"]
+    monkeypatch.setattr(sim.run, "RECOUNT_EVERY_CHANGE", True)
+    recounted = simulate(args)["recovery"]
+    assert kept["all_restored_s"] is not None
+    assert kept == recounted
