@@ -27,7 +27,7 @@ from gossip.core import Member
 from node.cluster import Peer, ServoEntry, node_view
 from node.executor import Overlay, peer_with_state
 from node.inventory import HostInventory, InventoryReplica
-from placement.model import ClusterView, NodeView
+from placement.model import ALIVE, ClusterView, NodeView
 from placement.place import PlacementIndex
 
 # a member's row in one owner's view: its peer and its placement row (None: no valid metadata)
@@ -176,9 +176,10 @@ class Planner:
             row = self._base[i]
             peer, node = (None, None) if row is None else row
         self._peers[i] = peer
-        if node is not self._nodes[i]:
+        old = self._nodes[i]
+        if node is not old:
             self._nodes[i] = node
-            if node is not None:
+            if node is not None and (old is None or _indexed(old) != _indexed(node)):
                 self.index.replace(node)
 
     def _inventories(
@@ -195,3 +196,19 @@ class Planner:
             b if h is None else h
             for h, b in zip(map(hosts.get, names), self._base_invs, strict=True)
         ]
+
+
+def _indexed(node: NodeView) -> tuple[Any, ...]:
+    """What the placement index holds of a row (`placement.place._Node`): a member going from
+    suspect to dead, the usual change between two owners' views after an outage, changes
+    its status in the view but nothing in the index."""
+    return (
+        node.region,
+        node.zone,
+        node.status == ALIVE,
+        node.memory_total_mb,
+        node.memory_free_mb,
+        node.millicpus_total,
+        node.millicpus_free,
+        node.servos,
+    )
