@@ -77,6 +77,7 @@ RECOVERY_DELAY_S = 1.0  # coalesce a burst of dead events into one recovery roun
 RETRY_HOSTS_PER_SERVO = 3
 OWNER_DEPTH = 8
 ROW_VARIANTS = 8  # per host, the placement rows kept (`Fleet._row`)
+PLANNERS = 8  # owners whose planning inputs are kept (`Fleet._planning_inputs`)
 META_REFRESH_S = 2.0  # as node.context: the agent republishes its metadata this often
 # the gossip core's own statuses that placement.converge counts (for identity tests)
 COUNTED = tuple(s for s in Status if s in COUNTED_STATUSES)
@@ -213,7 +214,10 @@ class Fleet:
         self._initially_short: set[str] = set()
         self._overlays: dict[str, Overlay] = {}
         self._overlay_version = 0
-        self._planner = Planner(self._row)
+        # the last owners to plan, each with its planning inputs (least recent first), and
+        # for each the members whose rows changed in its view since (`_planning_inputs`)
+        self._planners: dict[str, Planner] = {}
+        self._dirty: dict[str, set[str]] = {}
         # host -> (incarnation, meta version, status, servo list, inventory version) -> the
         # list, its peer and node view
         self._peer_cache: dict[str, dict[tuple[Any, ...], tuple[Any, Peer, NodeView]]] = {}
@@ -413,6 +417,9 @@ class Fleet:
 
     # --- gossip news about inventories ------------------------------------------------------------
     def _inventory_changed(self, observer: str, host: str) -> None:
+        dirty = self._dirty.get(observer)
+        if dirty is not None:
+            dirty.add(host)
         touched = self._inventory_touched.get(observer)
         if touched is None:
             touched = self._inventory_touched[observer] = set()
@@ -474,6 +481,9 @@ class Fleet:
 
     # --- leaderless recovery -------------------------------------------------------------------
     def _on_event(self, observer: str, ev: MemberEvent) -> None:
+        dirty = self._dirty.get(observer)
+        if dirty is not None:
+            dirty.add(ev.name)
         if ev.kind in _META_KINDS:
             self._note_claim(observer, ev.name)
         if ev.kind in _STATUS_KINDS:
@@ -722,18 +732,42 @@ class Fleet:
         its replica's servos: `node.cluster.peer_from_member`), its own recent actions laid over
         them, and a refusing host's own answer in place of its row. Built once per simulator
         event while its overlay stands still (a round repairing many projects plans them all
-        from one), from the last inputs built, whoever's, by rebuilding the rows that differ."""
+        from one).
+
+        The last PLANNERS owners keep their inputs, and the fleet notes which members' rows
+        changed in their views since (every membership event and inventory change reaches
+        `_on_event` or `_inventory_changed`): an owner planning again, as it does for each
+        refused create, rebuilds only those rows (after a region outage at 10,000 agents,
+        refusals are most plans). Another owner takes the least recent inputs and rebuilds the
+        rows that differ from its own view, found by comparing every row."""
         key = (me, self.net.engine.events_run, self._overlay_version)
-        planner = self._planner
-        if answered or planner.key != key:
-            planner.build(
-                self.net.agents[me].core.members,
-                self.views[me].replica,
-                self._overlays.get(me),
-                self.net.engine.now,
-                answered,
-            )
-            planner.key = None if answered else key
+        planner = self._planners.pop(me, None)
+        changed: set[str] | None = None  # None: compare every row
+        if planner is not None:
+            self._planners[me] = planner
+            if not answered and planner.key == key:
+                return planner
+            dirty = changed = self._dirty[me]
+            dirty.add(me)  # (its own metadata changes without an event)
+        else:
+            if len(self._planners) < PLANNERS:
+                planner = Planner(self._row)
+            else:
+                oldest = next(iter(self._planners))
+                planner = self._planners.pop(oldest)
+                del self._dirty[oldest]
+            self._planners[me] = planner
+            self._dirty[me] = dirty = set()
+        planner.build(
+            self.net.agents[me].core.members,
+            self.views[me].replica,
+            self._overlays.get(me),
+            self.net.engine.now,
+            answered,
+            changed,
+        )
+        dirty.clear()
+        planner.key = None if answered else key
         return planner
 
     def _rpc(self, src: str, dst: str, then: Callable[[], None]) -> None:

@@ -65,11 +65,54 @@ class Planner:
         overlay: Overlay | None,
         now: float,
         answered: Mapping[str, Mapping[str, Any]],
+        dirty: Iterable[str] | None = None,
     ) -> None:
-        names = self._names
-        if len(members) != len(names) or not all(map(members.__contains__, names)):
+        """The inputs of the view `members` and `replica` give, from the last ones built.
+        `dirty`, when given, names every member whose row can differ from the last build
+        (the same observer's view since: its membership events and inventory news);
+        otherwise every row is compared."""
+        names, pos = self._names, self._pos
+        if len(members) != len(names):
             self._from_nothing(members, replica, overlay, now, answered)
             return
+        if dirty is None:
+            if not all(map(members.__contains__, names)):
+                self._from_nothing(members, replica, overlay, now, answered)
+                return
+            changed = self._compare(members, replica)
+        else:
+            changed = set()
+            for name in dirty:
+                i = pos.get(name)
+                if i is None or name not in members:  # joined, or reaped
+                    self._from_nothing(members, replica, overlay, now, answered)
+                    return
+                changed.add(i)
+        for i in changed:
+            name = names[i]
+            rec = members[name]
+            row = self._row_of(rec, replica)
+            if (row is None) != (self._base[i] is None):
+                self._from_nothing(members, replica, overlay, now, answered)
+                return
+            self._base[i] = row
+            self._recs[i] = rec
+            inv = replica.get(name)
+            self._servos[i] = None if inv is None else inv.entries
+            self._versions[i] = 0 if inv is None else inv.version
+        changed |= self._laid
+        self._laid = self._lay(overlay, now, answered)
+        changed |= self._laid
+        for i in changed:
+            self._update(i, overlay, answered)
+        self.view = ClusterView(tuple(filter(None, self._nodes)))
+
+    def _compare(self, members: Mapping[str, Member], replica: InventoryReplica) -> set[int]:
+        """The positions whose row was built from another member record, servo list or
+        inventory version than the view now holds, found at C speed. (An inventory whose
+        list was not built yet shows None: not the list it had, so it is rebuilt, and the
+        list built then is what is remembered.)"""
+        names = self._names
         recs = list(map(members.__getitem__, names))
         invs = self._inventories(replica, names)
         servos = [None if inv is None else inv.entries for inv in invs]
@@ -78,24 +121,7 @@ class Planner:
         changed = set(compress(count, map(is_not, recs, self._recs)))
         changed.update(compress(count, map(is_not, servos, self._servos)))
         changed.update(compress(count, map(ne, versions, self._versions)))
-        # (an inventory whose list was not built yet shows None: not the list it had, so it
-        # is rebuilt, and the list built then is what is remembered)
-        for i in changed:
-            row = self._row_of(recs[i], replica)
-            if (row is None) != (self._base[i] is None):
-                self._from_nothing(members, replica, overlay, now, answered)
-                return
-            self._base[i] = row
-            self._recs[i] = recs[i]
-            inv = invs[i]
-            self._servos[i] = None if inv is None else inv.entries
-            self._versions[i] = versions[i]
-        changed |= self._laid
-        self._laid = self._lay(overlay, now, answered)
-        changed |= self._laid
-        for i in changed:
-            self._update(i, overlay, answered)
-        self.view = ClusterView(tuple(filter(None, self._nodes)))
+        return changed
 
     def servos_of(self, project: str, hosts: Iterable[str]) -> list[ServoEntry]:
         """The project's servos as planned from, host by host in name order. `hosts` must hold
