@@ -225,6 +225,7 @@ def converge(
     exclude: Iterable[str] = (),
     index: PlacementIndex | None = None,
     now_ms: int = 0,
+    status: Mapping[str, str] | None = None,
 ) -> Plan:
     """The actions that bring `desired` about in `view`.
 
@@ -233,8 +234,12 @@ def converge(
     `exclude` names nodes not to place on this time (they refused or did not answer); `index`,
     when given, must be `PlacementIndex(view)` (a caller planning many projects builds it once).
     `now_ms` (wall clock) is compared with servos' `ready_since_ms` and the rollout's deadline.
+    `status`, when given, must be every node's status in `view` by name (a caller planning
+    from views that change a few rows at a time keeps it, rather than a walk of the view
+    per plan).
     """
-    status = {n.name: n.status for n in view.nodes}
+    if status is None:
+        status = {n.name: n.status for n in view.nodes}
     mine = sorted(
         (s for s in servos if s.project == desired.name and s.node in status),
         key=lambda s: (s.slot, *tie_break(s)),

@@ -194,11 +194,11 @@ class PlacementIndex:
             self.project_nodes.setdefault(project, {})[name] = count
         if node.alive:
             zk = (node.region, node.zone)
-            zone = self.zones.get(zk)
-            if zone is None:
-                zone = self.zones[zk] = _Zone(node.region, node.zone)
+            into = self.zones.get(zk)
+            if into is None:
+                into = self.zones[zk] = _Zone(node.region, node.zone)
                 self._zone_list = [self.zones[k] for k in sorted(self.zones)]
-            zone.add(node)
+            into.add(node)
 
     # --- decision ------------------------------------------------------------------------
     def place(self, request: PlacementRequest, exclude: Iterable[str] = ()) -> Decision:

@@ -685,7 +685,7 @@ class Fleet:
         out just the slot that was refused: the others are still on their way."""
         inputs = self._planning_inputs(me, answered)
         servos = [s.view() for s in inputs.servos_of(spec.name, self._ever_hosts[spec.name])]
-        plan = converge(spec, inputs.view, servos, excluded, inputs.index)
+        plan = converge(spec, inputs.view, servos, excluded, inputs.index, status=inputs.status)
         acted = False
         for action in plan.actions:
             if isinstance(action, Remove):

@@ -42,6 +42,7 @@ class Planner:
         self.key: Any = None  # the caller's note of what the inputs were built for
         self.view = ClusterView(())
         self.index = PlacementIndex(self.view)
+        self.status: dict[str, str] = {}  # every row's status in `view`, by name
         self._names: list[str] = []
         self._pos: dict[str, int] = {}
         # what each row was built from: the member record, its host's servo list (identity:
@@ -158,6 +159,7 @@ class Planner:
             self._peers[i], self._nodes[i] = self._laid_row(i, overlay, answered)
         self.view = ClusterView(tuple(filter(None, self._nodes)))
         self.index = PlacementIndex(self.view)
+        self.status = {node.name: node.status for node in self.view.nodes}
 
     def _lay(
         self, overlay: Overlay | None, now: float, answered: Mapping[str, Mapping[str, Any]]
@@ -205,8 +207,10 @@ class Planner:
         old = self._nodes[i]
         if node is not old:
             self._nodes[i] = node
-            if node is not None and (old is None or _indexed(old) != _indexed(node)):
-                self.index.replace(node)
+            if node is not None:
+                self.status[node.name] = node.status
+                if old is None or _indexed(old) != _indexed(node):
+                    self.index.replace(node)
 
     def _inventories(
         self, replica: InventoryReplica, names: list[str]

@@ -58,6 +58,7 @@ def test_carried_inputs_equal_inputs_built_from_nothing_at_every_plan(
         fresh = Planner(self._row_of)
         fresh._from_nothing(members, replica, overlay, now, answered)
         assert self.view == fresh.view
+        assert self.status == fresh.status == {n.name: n.status for n in fresh.view.nodes}
         assert index_state(self.index) == index_state(fresh.index)
         hosts = list(self._pos)
         for project in projects:
