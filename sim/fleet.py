@@ -30,9 +30,10 @@ fail on their own.
 A simulated fleet holds thousands of copies of the same data: observers share one member
 table (`GossipNet.preload_converged`) and one inventory record per host and version
 (`InventoryReplica.preload`); each parses a host's row once per (metadata, status, inventory)
-whoever plans from it; and a recovery round looks only at the projects whose owner or count of
-live servos can have changed in the observer's view (`Fleet._to_look_at`), the same projects a
-full scan finds (`Fleet.full_scan`, compared in tests/sim).
+whoever plans from it; an owner plans from the last inputs built, with the rows that differ
+rebuilt (`sim.planning`); and a recovery round looks only at the projects whose owner or count
+of live servos can have changed in the observer's view (`Fleet._to_look_at`), the same projects
+a full scan finds (`Fleet.full_scan`, compared in tests/sim).
 """
 
 from __future__ import annotations
