@@ -738,9 +738,9 @@ class Fleet:
         The last PLANNERS owners keep their inputs, and the fleet notes which members' rows
         changed in their views since (every membership event and inventory change reaches
         `_on_event` or `_inventory_changed`): an owner planning again, as it does for each
-        refused create, rebuilds only those rows (after a region outage at 10,000 agents,
-        refusals are most plans). Another owner takes the least recent inputs and rebuilds the
-        rows that differ from its own view, found by comparing every row."""
+        refused create, rebuilds only those rows (after a region outage at 10,000 agents, most
+        sampled plans were such re-plans). Another owner takes the least recent inputs and
+        rebuilds the rows that differ from its own view, found by comparing every row."""
         key = (me, self.net.engine.events_run, self._overlay_version)
         planner = self._planners.pop(me, None)
         changed: set[str] | None = None  # None: compare every row
