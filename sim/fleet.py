@@ -266,12 +266,7 @@ class Fleet:
         return sum(1 for host in self.where[project] if self.up(host))
 
     def live_counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(self.specs, 0)
-        for h in self.hosts.values():
-            if self.up(h.name):
-                for project in h.servos.values():
-                    counts[project] += 1
-        return counts
+        return {project: self.live_count(project) for project in self.specs}
 
     def view_for(self, observer: str | None) -> ClusterView:
         """The cluster as `observer` plans from it (its own gossip view), or as it really is

@@ -72,41 +72,55 @@ class Planner:
         `dirty`, when given, names every member whose row can differ from the last build
         (the same observer's view since: its membership events and inventory news);
         otherwise every row is compared."""
-        names, pos = self._names, self._pos
-        if len(members) != len(names):
+        changed = self._changed(members, replica, dirty)
+        if changed is None or not self._rebuild_rows(changed, members, replica):
             self._from_nothing(members, replica, overlay, now, answered)
             return
-        if dirty is None:
-            if not all(map(members.__contains__, names)):
-                self._from_nothing(members, replica, overlay, now, answered)
-                return
-            changed = self._compare(members, replica)
-        else:
-            changed = set()
-            for name in dirty:
-                i = pos.get(name)
-                if i is None or name not in members:  # joined, or reaped
-                    self._from_nothing(members, replica, overlay, now, answered)
-                    return
-                changed.add(i)
-        for i in changed:
-            name = names[i]
-            rec = members[name]
-            row = self._row_of(rec, replica)
-            if (row is None) != (self._base[i] is None):
-                self._from_nothing(members, replica, overlay, now, answered)
-                return
-            self._base[i] = row
-            self._recs[i] = rec
-            inv = replica.get(name)
-            self._servos[i] = None if inv is None else inv.entries
-            self._versions[i] = 0 if inv is None else inv.version
         changed |= self._laid
         self._laid = self._lay(overlay, now, answered)
         changed |= self._laid
         for i in changed:
             self._update(i, overlay, answered)
         self.view = ClusterView(tuple(filter(None, self._nodes)))
+
+    def _changed(
+        self,
+        members: Mapping[str, Member],
+        replica: InventoryReplica,
+        dirty: Iterable[str] | None,
+    ) -> set[int] | None:
+        """The positions whose rows can differ from the last build (None: the members are
+        not the same ones, build from nothing)."""
+        names, pos = self._names, self._pos
+        if len(members) != len(names):
+            return None
+        if dirty is None:
+            if not all(map(members.__contains__, names)):
+                return None
+            return self._compare(members, replica)
+        changed = set()
+        for name in dirty:
+            i = pos.get(name)
+            if i is None or name not in members:  # joined, or reaped
+                return None
+            changed.add(i)
+        return changed
+
+    def _rebuild_rows(
+        self, changed: set[int], members: Mapping[str, Member], replica: InventoryReplica
+    ) -> bool:
+        """Rebuild the rows at `changed` before overlay and answers; False when a member's
+        row appeared or went (its metadata became valid or not: build from nothing)."""
+        for i in changed:
+            name = self._names[i]
+            rec = members[name]
+            row = self._row_of(rec, replica)
+            if (row is None) != (self._base[i] is None):
+                return False
+            self._base[i] = row
+            self._recs[i] = rec
+            (self._servos[i],), (self._versions[i],) = _tokens([replica.get(name)])
+        return True
 
     def _compare(self, members: Mapping[str, Member], replica: InventoryReplica) -> set[int]:
         """The positions whose row was built from another member record, servo list or
@@ -115,9 +129,7 @@ class Planner:
         list built then is what is remembered.)"""
         names = self._names
         recs = list(map(members.__getitem__, names))
-        invs = self._inventories(replica, names)
-        servos = [None if inv is None else inv.entries for inv in invs]
-        versions = [0 if inv is None else inv.version for inv in invs]
+        servos, versions = _tokens(self._inventories(replica, names))
         count = range(len(names))
         changed = set(compress(count, map(is_not, recs, self._recs)))
         changed.update(compress(count, map(is_not, servos, self._servos)))
@@ -149,9 +161,7 @@ class Planner:
         self._pos = {name: i for i, name in enumerate(names)}
         self._recs = [members[name] for name in names]
         self._base = [self._row_of(m, replica) for m in self._recs]
-        invs = self._inventories(replica, names)
-        self._servos = [None if inv is None else inv.entries for inv in invs]
-        self._versions = [0 if inv is None else inv.version for inv in invs]
+        self._servos, self._versions = _tokens(self._inventories(replica, names))
         self._peers = [None if row is None else row[0] for row in self._base]
         self._nodes = [None if row is None else row[1] for row in self._base]
         self._laid = self._lay(overlay, now, answered)
@@ -226,6 +236,17 @@ class Planner:
             b if h is None else h
             for h, b in zip(map(hosts.get, names), self._base_invs, strict=True)
         ]
+
+
+def _tokens(
+    invs: list[HostInventory | None],
+) -> tuple[list[tuple[ServoEntry, ...] | None], list[int]]:
+    """What a row is built from in each inventory: its servo list (by identity: a replica's
+    list is rebuilt on every change) and its version."""
+    return (
+        [None if inv is None else inv.entries for inv in invs],
+        [0 if inv is None else inv.version for inv in invs],
+    )
 
 
 def _indexed(node: NodeView) -> tuple[Any, ...]:
