@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sim.run import SCENARIOS, WARMUP_S, SimArgs, simulate  # noqa: E402
+from sim.run import SCENARIOS, WARMUP_S, SimArgs, Tally, simulate  # noqa: E402
 
 RUNS = {1000: 600.0, 10000: 120.0}
 
@@ -31,6 +31,7 @@ RUNS = {1000: 600.0, 10000: 120.0}
 def child(agents: int, duration: float, scenario: str) -> None:
     t0 = time.perf_counter()
     last = [0.0]
+    tally = Tally()
 
     def progress(now: float, end: float) -> None:
         """A line on stderr every 5 simulated seconds: wall time and memory so far."""
@@ -39,7 +40,8 @@ def child(agents: int, duration: float, scenario: str) -> None:
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             print(
                 f"  {agents} agents: {now:6.1f}/{end:.0f} sim s,"
-                f" {time.perf_counter() - t0:7.1f} wall s, peak {rss:,.0f} MiB",
+                f" {time.perf_counter() - t0:7.1f} wall s, peak {rss:,.0f} MiB"
+                + (f"; {tally.line()}" if tally.lost else ""),
                 file=sys.stderr,
                 flush=True,
             )
@@ -53,6 +55,7 @@ def child(agents: int, duration: float, scenario: str) -> None:
             fail_at_s=min(60.0, duration / 4),
         ),
         progress,
+        tally=tally,
     )
     wall = time.perf_counter() - t0
     usage = resource.getrusage(resource.RUSAGE_SELF)

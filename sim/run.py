@@ -90,21 +90,46 @@ def _summary(values: list[float]) -> dict[str, float | None]:
     }
 
 
+@attrs.define
+class Tally:
+    """What a run has seen so far, kept as it goes: a long run (10,000 agents take an hour on
+    this machine) shows its detection and recovery figures while it runs, so one stopped early
+    still says how far detection and recovery had got."""
+
+    lost: int = 0  # agents failed so far
+    # per lost agent seen dead by every host up: seconds from its failure to the last of them
+    dead_everywhere_s: list[float] = attrs.field(factory=list)
+    restored_s: float | None = None  # every project back at its count, after the failure
+
+    def line(self) -> str:
+        seen = sorted(self.dead_everywhere_s)
+        figures = (
+            f", p50 {statistics.median(seen):.1f} s, max {seen[-1]:.1f} s" if seen else ""
+        )
+        restored = "-" if self.restored_s is None else f"{self.restored_s:.1f} s"
+        return (
+            f"dead everywhere {len(seen)} of {self.lost}{figures}; all restored after {restored}"
+        )
+
+
 def simulate(
     args: SimArgs,
     progress: Callable[[float, float], None] | None = None,
     layout: FleetLayout | None = None,
+    tally: Tally | None = None,
 ) -> dict[str, Any]:
     """`layout`: a given fleet (hosts, specs, which region/zone fails) instead of the one
-    generated from `args` (`shoal sim --from-cluster`: `sim.from_cluster`)."""
+    generated from `args` (`shoal sim --from-cluster`: `sim.from_cluster`). `tally`: filled in
+    as the run goes, for a caller's progress lines (the report is the exact account)."""
     with fewer_collections():
-        return _simulate(args, progress, layout)
+        return _simulate(args, progress, layout, tally if tally is not None else Tally())
 
 
 def _simulate(
     args: SimArgs,
     progress: Callable[[float, float], None] | None,
-    layout: FleetLayout | None = None,
+    layout: FleetLayout | None,
+    tally: Tally,
 ) -> dict[str, Any]:
     rng = random.Random(args.seed)
     crunch = args.scenario == "capacity-crunch"
@@ -139,6 +164,7 @@ def _simulate(
     # of the 22 million pairs of a 10,000-agent region outage)
     dead_at: dict[str, array[float]] = {}
     position = {n: i for i, n in enumerate(names)}
+    seen_by: dict[str, int] = {}  # how many observers have seen each lost agent dead (`tally`)
     false_dead: list[tuple[str, str]] = []
     false_suspect = 0
 
@@ -154,7 +180,13 @@ def _simulate(
                 seen = dead_at.get(ev.name)
                 if seen is None:
                     seen = dead_at[ev.name] = array("d", [math.nan]) * len(names)
-                seen[position[observer]] = ev.at_s - failed[ev.name]
+                    seen_by[ev.name] = 0
+                at = position[observer]
+                if math.isnan(seen[at]):
+                    seen_by[ev.name] += 1
+                    if seen_by[ev.name] == len(names) - len(net.network.down):
+                        tally.dead_everywhere_s.append(ev.at_s - failed[ev.name])
+                seen[at] = ev.at_s - failed[ev.name]
             elif not partitioned():
                 false_dead.append((observer, ev.name))
 
@@ -173,6 +205,7 @@ def _simulate(
         if name not in failed:
             failed[name] = net.engine.now
             net.crash(name)
+            tally.lost = len(failed)
 
     def crash_all(group: list[str]) -> Callable[[], None]:
         def go() -> None:
@@ -232,7 +265,7 @@ def _simulate(
             k = len(alive_obs)
             series_members.append([round(now - t0, 3), alive / k, suspect / k, dead / k])
         if now >= fail_t and restored_at[0] is None and under == 0 and failed_or_cut():
-            restored_at[0] = now - fail_t
+            restored_at[0] = tally.restored_s = now - fail_t
         if now + SAMPLE_S <= end_t:
             net.engine.after(SAMPLE_S, sample)
 
@@ -260,7 +293,7 @@ def _simulate(
         else:
             under.discard(project)
         if not under:
-            restored_at[0] = now - fail_t
+            restored_at[0] = tally.restored_s = now - fail_t
 
     fleet.on_change = on_change
 
