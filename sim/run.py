@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 
 from gossip.core import GossipConfig, MemberEvent
+from gossip.messages import Msg
 from placement.converge import converge
 from sim.engine import fewer_collections
 from sim.fleet import Fleet, make_specs
@@ -103,13 +104,9 @@ class Tally:
 
     def line(self) -> str:
         seen = sorted(self.dead_everywhere_s)
-        figures = (
-            f", p50 {statistics.median(seen):.1f} s, max {seen[-1]:.1f} s" if seen else ""
-        )
+        figures = f", p50 {statistics.median(seen):.1f} s, max {seen[-1]:.1f} s" if seen else ""
         restored = "-" if self.restored_s is None else f"{self.restored_s:.1f} s"
-        return (
-            f"dead everywhere {len(seen)} of {self.lost}{figures}; all restored after {restored}"
-        )
+        return f"dead everywhere {len(seen)} of {self.lost}{figures}; all restored after {restored}"
 
 
 def simulate(
@@ -117,12 +114,15 @@ def simulate(
     progress: Callable[[float, float], None] | None = None,
     layout: FleetLayout | None = None,
     tally: Tally | None = None,
+    on_packet: Callable[[float, list[Msg]], None] | None = None,
 ) -> dict[str, Any]:
     """`layout`: a given fleet (hosts, specs, which region/zone fails) instead of the one
     generated from `args` (`shoal sim --from-cluster`: `sim.from_cluster`). `tally`: filled in
-    as the run goes, for a caller's progress lines (the report is the exact account)."""
+    as the run goes, for a caller's progress lines (the report is the exact account).
+    `on_packet`: told the simulated time and messages of every gossip packet sent (what
+    `bench/sim_traffic.py` counts by kind); it must not change them."""
     with fewer_collections():
-        return _simulate(args, progress, layout, tally if tally is not None else Tally())
+        return _simulate(args, progress, layout, tally if tally is not None else Tally(), on_packet)
 
 
 def _simulate(
@@ -130,6 +130,7 @@ def _simulate(
     progress: Callable[[float, float], None] | None,
     layout: FleetLayout | None,
     tally: Tally,
+    on_packet: Callable[[float, list[Msg]], None] | None = None,
 ) -> dict[str, Any]:
     rng = random.Random(args.seed)
     crunch = args.scenario == "capacity-crunch"
@@ -140,6 +141,15 @@ def _simulate(
         memory = max(args.servo_memory_mb, int(demand / args.agents / 0.8))
     net = GossipNet(seed=rng.randrange(2**32), config=GossipConfig(), loss=args.loss)
     net.network.cross_region = LinkProfile(args.cross_region_ms / 1000, args.cross_region_ms / 4000)
+    if on_packet is not None:
+        send = net.send
+
+        def told(src: str, dst: str, msgs: list[Msg], msg_bytes: int) -> None:
+            on_packet(net.engine.now, msgs)
+            send(src, dst, msgs, msg_bytes)
+
+        # an attribute of this one network: a run without the hook pays nothing for it
+        net.send = told  # type: ignore[method-assign]
     specs = make_specs(args.projects, args.replicas, args.servo_memory_mb, 100, "region", rng)
     # --- a given fleet (sim.layout) replaces the generated one: the hook ends below -------------
     hosts = layout.hosts if layout is not None else _generated_hosts(args, memory)

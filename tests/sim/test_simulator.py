@@ -136,3 +136,26 @@ def test_the_restore_instant_kept_per_change_is_the_one_a_full_recount_finds(
     recounted = simulate(args)["recovery"]
     assert kept["all_restored_s"] is not None
     assert kept == recounted
+
+
+@pytest.mark.parametrize("scenario", ["region-outage", "rolling-failures"])
+def test_the_running_tally_ends_where_the_report_does(scenario: str) -> None:
+    """The figures a long run prints as it goes (`Tally`) are the report's, once it ends."""
+    tally = sim.run.Tally()
+    result = simulate(SimArgs(scenario, seed=5, **SMALL), tally=tally)
+    detection = result["detection"]
+    assert tally.lost == detection["failed"] > 0
+    assert sorted(tally.dead_everywhere_s) == detection["samples"]["dead_everywhere_s"]
+    assert len(tally.dead_everywhere_s) == detection["detected"]
+    assert tally.restored_s == result["recovery"]["all_restored_s"] is not None
+    assert f"dead everywhere {detection['detected']} of {detection['failed']}" in tally.line()
+
+
+def test_a_packet_hook_sees_every_gossip_packet_and_changes_nothing() -> None:
+    args = SimArgs("region-outage", seed=5, **SMALL)
+    seen: list[tuple[float, int]] = []
+    hooked = simulate(args, on_packet=lambda now, msgs: seen.append((now, len(msgs))))
+    assert to_json(hooked) == to_json(simulate(args))
+    assert seen
+    assert [t for t, _ in seen] == sorted(t for t, _ in seen)
+    assert max(n for _, n in seen) > 1  # broadcasts piggybacked after the outage
