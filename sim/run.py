@@ -286,16 +286,17 @@ def _simulate(
     # whole fleet per change was 10,000 hosts walked for each of thousands of creates), and
     # counted again whenever a host has crashed since
     under: set[str] = set()
-    counted_at_crashes = [-1]
+    counted_at_crashes = -1
 
     def on_change(project: str) -> None:
         """Every servo created or removed: note the exact moment the last project is whole
         again (the 1 s samples would round it up)."""
+        nonlocal counted_at_crashes
         now = net.engine.now
         if now < fail_t or restored_at[0] is not None or not failed_or_cut():
             return
-        if counted_at_crashes[0] != len(net.network.down) or RECOUNT_EVERY_CHANGE:
-            counted_at_crashes[0] = len(net.network.down)
+        if counted_at_crashes != len(net.network.down) or RECOUNT_EVERY_CHANGE:
+            counted_at_crashes = len(net.network.down)
             under.clear()
             under.update(p for p, c in fleet.live_counts().items() if c < fleet.specs[p].count)
         elif fleet.live_count(project) < fleet.specs[project].count:
