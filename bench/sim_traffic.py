@@ -77,12 +77,19 @@ def main() -> None:
             f" {packets[window]:>9,} {carried / packets[window]:>8.1f} "
             + " ".join(f"{counts[k]:>10,}" for k in SHOWN)
         )
-    det = result["detection"]
+    det, rec = result["detection"], result["recovery"]
+    dead = det["dead_everywhere_s"]
     print(
-        f"detected {det['detected']} of {det['failed']}, dead everywhere p50"
-        f" {det['dead_everywhere_s']['p50']}, all restored after"
-        f" {result['recovery']['all_restored_s']} s, created {result['recovery']['created']}"
+        f"detected {det['detected']} of {det['failed']}, dead everywhere p50/p99/max"
+        f" {_s(dead['p50'])}/{_s(dead['p99'])}/{_s(dead['max'])}, false deaths"
+        f" {det['false_dead']}; all restored after {_s(rec['all_restored_s'])},"
+        f" {rec['created']} servos created, {result['load']['inventory_pulls']} inventories"
+        f" pulled, {result['load']['kbit_per_agent_s']:.1f} kbit/s per agent"
     )
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
 
 
 if __name__ == "__main__":

@@ -169,6 +169,14 @@ class BroadcastQueue:
         else:
             bucket.add(item)
 
+    def discard(self, key: str) -> None:
+        """Drop the broadcast queued under `key`, if any."""
+        item = self._items.pop(key, None)
+        if item is not None:
+            self._unbucket(item)
+            if self._mults:
+                self._mults.pop(key, None)
+
     def _unbucket(self, item: _Item) -> None:
         bucket = item.bucket
         if bucket is not None:
@@ -323,3 +331,62 @@ class BroadcastQueue:
                 upper.floor, upper.big_floor = floor, big_floor
                 buckets[up] = upper
         return [item.msg for item in chosen]
+
+
+class PriorityBroadcasts:
+    """Failure news first, other news in the room left: two `BroadcastQueue`s, each with its
+    own transmission counts, filling a packet in that order.
+
+    The first lane holds what changes a member's status or incarnation (SUSPECT, DEAD, a
+    refutation, a join); the second what changes nothing about who is alive (a member's new
+    metadata at the same incarnation, application news: inventory deltas and specs). With one
+    queue ordered by transmissions, a region outage starved the failure news: every recovered
+    servo puts an inventory delta and its host's new metadata in the queue, fresh news goes
+    first, and the DEADs already sent a few times waited behind it. At 2,000 simulated agents
+    with a third of them lost, the lost agents took 40 s (p50) to be dead at every survivor,
+    against 15 s at 1,000, and DEADs were still in flight 130 s after the outage
+    (`bench/sim_traffic.py`). A refutation rides in the first lane, so it never waits behind
+    metadata; a host's metadata and its inventory deltas share the second, so they still
+    arrive together (a receiver that sees the metadata's inventory version ahead of its copy
+    pulls the whole inventory: with the metadata in the first lane that was 66 times the pulls).
+
+    A key lives in one lane at a time: news about a member replaces what either lane held about
+    it (a DEAD replaces a queued metadata change)."""
+
+    __slots__ = ("_lanes", "last_bytes")
+
+    def __init__(self, retransmit_mult: int) -> None:
+        self._lanes = (BroadcastQueue(retransmit_mult), BroadcastQueue(retransmit_mult))
+        self.last_bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._lanes[0]) + len(self._lanes[1])
+
+    def put(
+        self, key: str, msg: list[Any], size: int, limit_mult: int = 1, urgent: bool = True
+    ) -> None:
+        lane, other = self._lanes if urgent else reversed(self._lanes)
+        if len(other):
+            other.discard(key)
+        lane.put(key, msg, size, limit_mult)
+
+    def take(self, budget_bytes: int, members: int) -> list[list[Any]]:
+        return self._fill(budget_bytes, members, count=True)
+
+    def peek(self, budget_bytes: int) -> list[list[Any]]:
+        """What `take` would return, without counting a transmission."""
+        return self._fill(budget_bytes, 0, count=False)
+
+    def _fill(self, budget_bytes: int, members: int, count: bool) -> list[list[Any]]:
+        msgs: list[list[Any]] = []
+        used = 0
+        for lane in self._lanes:
+            if not len(lane):
+                continue
+            room = budget_bytes - used - PER_MSG_OVERHEAD * len(msgs)
+            more = lane.take(room, members) if count else lane.peek(room)
+            if more:
+                msgs = [*msgs, *more] if msgs else more
+                used += lane.last_bytes
+        self.last_bytes = used
+        return msgs

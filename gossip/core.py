@@ -31,7 +31,7 @@ from typing import Any, NamedTuple, Protocol
 import attrs
 
 from gossip.awareness import Awareness
-from gossip.broadcast_queue import BroadcastQueue
+from gossip.broadcast_queue import PriorityBroadcasts
 from gossip.messages import (
     META_MAX_BYTES,
     STATUS_BY_CODE,
@@ -52,7 +52,8 @@ _PING, _INDIRECT_PING, _ACK, _NACK = MsgType.PING, MsgType.INDIRECT_PING, MsgTyp
 _SUSPECT, _ALIVE, _DEAD, _APP = MsgType.SUSPECT, MsgType.ALIVE, MsgType.DEAD, MsgType.APP
 _STATUS_VALUES = {status: status.value for status in Status}
 _new_tuple = tuple.__new__
-# Application broadcasts share the queue with membership ones under keys no member name has.
+# Application broadcasts are queued under keys no member name has (in the second lane of
+# `PriorityBroadcasts`, after failure news).
 APP_KEY_PREFIX = "\x1f"
 
 # A relay nacks this fraction of the probe timeout after the indirect request reached it, so
@@ -313,7 +314,7 @@ class Gossip:
         self._oldest_down_s = math.inf
         self._live = 1
         self.awareness = Awareness(max_score=cfg.awareness_max_multiplier, enabled=cfg.lifeguard)
-        self.broadcasts = BroadcastQueue(cfg.retransmit_mult)
+        self.broadcasts = PriorityBroadcasts(cfg.retransmit_mult)
         self.suspicions: dict[str, Suspicion] = {}
         # the suspicions waiting for their first check, one FIFO per bounds (`_first_check`)
         self._first_fifos: dict[int, deque[Suspicion]] = {}
@@ -424,18 +425,21 @@ class Gossip:
         suspect = len(self.suspicions)
         return self._live - suspect, suspect, len(self.members) - self._live
 
-    def _queue(self, key: str, msg: Msg, limit_mult: int = 1) -> None:
+    def _queue(self, key: str, msg: Msg, limit_mult: int = 1, urgent: bool = True) -> None:
+        """`urgent`: news of a member's status or incarnation, sent before other news (see
+        `PriorityBroadcasts`)."""
         if not self._gossip_armed:  # asleep: wake at the grid's next point
             self._gossip_armed = True
             self._timer(self._next_gossip_round(self._now), "gossip", None)
-        self.broadcasts.put(key, msg, encoded_size(msg), limit_mult)
+        self.broadcasts.put(key, msg, encoded_size(msg), limit_mult, urgent)
 
-    def _queue_alive(self, m: Member) -> None:
+    def _queue_alive(self, m: Member, urgent: bool = True) -> None:
+        """`urgent`: False for new metadata at the same incarnation."""
         # An agent's own news (new metadata, a refutation) has one source: if its few copies
         # all miss a member, that member waits for a push-pull (30 s) to learn, say, that a lost
         # servo is back. Its own broadcasts go OWN_NEWS_MULT times as often as relayed ones.
         mult = OWN_NEWS_MULT if m is self.me else 1
-        self._queue(m.name, m.alive_msg(), mult)
+        self._queue(m.name, m.alive_msg(), mult, urgent)
 
     def _send(self, addr: Addr, msg: Msg) -> None:
         """Send one message with as many broadcasts piggybacked as fit in the packet budget."""
@@ -461,14 +465,16 @@ class Gossip:
                 me.name, me.addr, me.incarnation, me.status, dict(meta), me.meta_version + 1
             )
         )
-        self._queue_alive(self.me)
+        self._queue_alive(self.me, urgent=False)
 
     def broadcast_app(self, now: float, key: str, payload: Any) -> None:
         """Spread an application message: retransmitted APP_RETRANSMIT_MULT times the
         membership bound, replacing a queued one with the same `key` (a newer change of the
         same thing)."""
         self._now = now
-        self._queue(APP_KEY_PREFIX + key, [MsgType.APP, key, payload], APP_RETRANSMIT_MULT)
+        self._queue(
+            APP_KEY_PREFIX + key, [MsgType.APP, key, payload], APP_RETRANSMIT_MULT, urgent=False
+        )
 
     def app_state(self, join: bool) -> Any:
         return None if self.delegate is None else self.delegate.local_state(join)
@@ -601,7 +607,7 @@ class Gossip:
                 if delegate is None:
                     self._count("dropped.app_without_delegate")
                 elif delegate.notify(now, msg[2]):
-                    self._queue(APP_KEY_PREFIX + msg[1], msg, APP_RETRANSMIT_MULT)
+                    self._queue(APP_KEY_PREFIX + msg[1], msg, APP_RETRANSMIT_MULT, urgent=False)
             elif kind == _NACK:
                 probe = self._probes.get(msg[1])
                 if probe is not None:
@@ -942,6 +948,8 @@ class Gossip:
                 name, m.addr, m.incarnation, m.status, dict(meta), meta_version
             )
             self._emit("updated", m, now)
+            self._queue_alive(m, urgent=False)
+            return
         else:
             return
         self._queue_alive(m)

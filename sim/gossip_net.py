@@ -18,7 +18,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from gossip.broadcast_queue import BroadcastQueue
+from gossip.broadcast_queue import PriorityBroadcasts
 from gossip.core import Gossip, GossipConfig, MemberEvent, MemberRecords
 from gossip.crypto import OVERHEAD
 from gossip.messages import Msg
@@ -186,7 +186,7 @@ class GossipNet:
         table = {a.name: a.core.me for a in self.agents.values()}
         for agent in self.agents.values():
             agent.core.preload(now, table)
-            agent.core.broadcasts = BroadcastQueue(self.config.retransmit_mult)
+            agent.core.broadcasts = PriorityBroadcasts(self.config.retransmit_mult)
 
     def send(self, src: str, dst: str, msgs: list[Msg], msg_bytes: int) -> None:
         """`msg_bytes`: the messages' encoded sizes summed, as the core gives them."""

@@ -1,7 +1,12 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gossip.broadcast_queue import BroadcastQueue, retransmit_limit
+from gossip.broadcast_queue import (
+    PER_MSG_OVERHEAD,
+    BroadcastQueue,
+    PriorityBroadcasts,
+    retransmit_limit,
+)
 
 
 def test_retransmit_limit_grows_with_log_of_cluster_size() -> None:
@@ -131,3 +136,54 @@ def test_an_agents_own_news_is_sent_limit_mult_times_as_often() -> None:
         for msg in q.take(1000, 9):
             sent[str(msg[1])] += 1
     assert sent == {"me": 12, "other": 4}  # 4 x ceil(log10(10)) = 4, and three times that
+
+
+def test_failure_news_goes_before_fresher_other_news() -> None:
+    q = PriorityBroadcasts(retransmit_mult=4)
+    q.put("dead", ["dead"], 10)
+    assert q.take(100, members=5) == [["dead"]]  # sent once
+    q.put("\x1fapp", ["app"], 10, urgent=False)  # never sent: the single queue took it first
+    q.put("meta", ["meta"], 10, urgent=False)
+    assert q.take(12, members=5) == [["dead"]]
+    assert q.take(24, members=5) == [["dead"], ["meta"]]  # the room left goes to other news
+    assert q.last_bytes == 20
+
+
+def test_news_about_a_member_replaces_what_either_lane_held() -> None:
+    q = PriorityBroadcasts(retransmit_mult=4)
+    q.put("m", ["new metadata"], 10, urgent=False)
+    q.put("m", ["dead"], 10)
+    assert len(q) == 1
+    assert q.take(100, members=5) == [["dead"]]
+    q.put("m", ["metadata again"], 10, urgent=False)
+    assert len(q) == 1
+    assert q.take(100, members=5) == [["metadata again"]]
+
+
+def test_priority_peek_chooses_as_take_does_but_counts_nothing() -> None:
+    q = PriorityBroadcasts(retransmit_mult=1)
+    q.put("a", ["a"], 10)
+    q.put("b", ["b"], 10, urgent=False)
+    assert q.peek(100) == q.peek(100) == [["a"], ["b"]]
+    assert q.take(100, members=5) == [["a"], ["b"]]
+    assert len(q) == 0  # each sent once, the limit at retransmit_mult 1
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from("abcdef"), st.integers(5, 60), st.booleans()), max_size=40),
+    st.integers(0, 300),
+)
+def test_a_packet_never_exceeds_its_budget_and_failure_news_leads(
+    puts: list[tuple[str, int, bool]], budget: int
+) -> None:
+    q = PriorityBroadcasts(retransmit_mult=3)
+    lane: dict[str, bool] = {}
+    for key, size, urgent in puts:
+        q.put(key, [key, size], size, urgent=urgent)
+        lane[key] = urgent
+    assert len(q) == len(lane)
+    msgs = q.take(budget, members=10)
+    assert sum(m[1] + PER_MSG_OVERHEAD for m in msgs) <= budget
+    assert q.last_bytes == sum(m[1] for m in msgs)
+    urgency = [lane[m[0]] for m in msgs]
+    assert urgency == sorted(urgency, reverse=True)  # every urgent one before the others

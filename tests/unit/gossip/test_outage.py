@@ -138,3 +138,49 @@ def test_a_suspect_hears_of_its_suspicion_by_gossip_even_without_the_buddy_syste
     rounds = _rounds(g, t, t + 1.0)
     suspicion = [MsgType.SUSPECT, "p0", 0, "p1"]
     assert any(dst == "p0" and suspicion in msgs for r in rounds for dst, msgs in r)
+
+
+def _crowded(seed: int) -> Gossip:
+    """`me` and 8 peers, with more fresh application news queued than a packet holds (a
+    recovery's inventory deltas and metadata after an outage)."""
+    g = nine_with_three_dead(seed)
+    while len(g.broadcasts):  # the DEAD about p0 spent: nothing queued
+        g.tick(g._now + 0.05)
+    g.outbox.clear()
+    for i in range(40):
+        g.broadcast_app(g._now, f"servo-{i}", "x" * 100)
+    g.set_meta(g._now, {"free_mb": 1234})
+    return g
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_recovery_news_does_not_hold_back_a_death(seed: int) -> None:
+    g = _crowded(seed)
+    g.handle(g._now, ("p7", 1), "p7", [[MsgType.SUSPECT, "p3", 0, "p7"]])
+    packets = [msgs for r in _rounds(g, g._now, g._now + 0.3) for _, msgs in r]
+    assert packets
+    for msgs in packets:  # every gossip packet leads with it, fresh application news or not
+        assert msgs[0] == [MsgType.SUSPECT, "p3", 0, "p7"]
+        assert any(m[0] == MsgType.APP for m in msgs[1:])  # the room left is the rest's
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_refutation_goes_before_application_news(seed: int) -> None:
+    g = _crowded(seed)
+    g.handle(g._now, ("p7", 1), "p7", [[MsgType.SUSPECT, "me", 0, "p7"]])
+    assert g.me.incarnation == 1
+    packets = [msgs for r in _rounds(g, g._now, g._now + 0.3) for _, msgs in r]
+    assert packets
+    for msgs in packets:
+        assert msgs[0][:3] == [MsgType.ALIVE, "me", 1]
+
+
+def test_a_metadata_change_waits_behind_failure_news_but_not_behind_older_app_news() -> None:
+    g = _crowded(0)
+    g.handle(g._now, ("p7", 1), "p7", [[MsgType.DEAD, "p4", 0, "p7", False]])
+    msgs = g.broadcasts.peek(g.config.packet_budget_bytes)
+    kinds = [m[0] for m in msgs]
+    assert kinds[0] == MsgType.DEAD
+    # the metadata change, newest of the second lane's never-sent news, comes next
+    assert msgs[1][:2] == [MsgType.ALIVE, "me"]
+    assert set(kinds[2:]) == {MsgType.APP}
