@@ -371,6 +371,17 @@ class PriorityBroadcasts:
         lane.put(key, msg, size, limit_mult)
 
     def take(self, budget_bytes: int, members: int) -> list[list[Any]]:
+        # inline for the usual cases (one lane holds news; after an outage, failure news that
+        # fills the packet): every gossip round of every agent takes three packets
+        first, second = self._lanes
+        if not len(second):
+            msgs = first.take(budget_bytes, members)
+            self.last_bytes = first.last_bytes if msgs else 0
+            return msgs
+        if not len(first):
+            msgs = second.take(budget_bytes, members)
+            self.last_bytes = second.last_bytes if msgs else 0
+            return msgs
         return self._fill(budget_bytes, members, count=True)
 
     def peek(self, budget_bytes: int) -> list[list[Any]]:
@@ -384,6 +395,8 @@ class PriorityBroadcasts:
             if not len(lane):
                 continue
             room = budget_bytes - used - PER_MSG_OVERHEAD * len(msgs)
+            if room < MIN_COST:
+                break  # (the lane would choose nothing)
             more = lane.take(room, members) if count else lane.peek(room)
             if more:
                 msgs = [*msgs, *more] if msgs else more
