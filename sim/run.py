@@ -117,8 +117,8 @@ def simulate(
     on_packet: Callable[[float, list[Msg]], None] | None = None,
 ) -> dict[str, Any]:
     """`layout`: a given fleet (hosts, specs, which region/zone fails) instead of the one
-    generated from `args` (`shoal sim --from-cluster`: `sim.from_cluster`). `tally`: filled in
-    as the run goes, for a caller's progress lines (the report is the exact account).
+    generated from `args` (`shoal sim --from-cluster`: `sim.from_cluster`). `tally`: a new one,
+    filled in as the run goes, for a caller's progress lines (the report is the exact account).
     `on_packet`: told the simulated time and messages of every gossip packet sent (what
     `bench/sim_traffic.py` counts by kind); it must not change them."""
     with fewer_collections():
@@ -257,7 +257,6 @@ def _simulate(
 
     series_projects: list[list[float]] = []
     series_members: list[list[float]] = []
-    restored_at: list[float | None] = [None]
     observers = sorted(rng.sample(names, min(MEMBER_SAMPLE_OBSERVERS, len(names))))
 
     def sample() -> None:
@@ -274,8 +273,8 @@ def _simulate(
                 alive, suspect, dead = alive + a, suspect + s, dead + d
             k = len(alive_obs)
             series_members.append([round(now - t0, 3), alive / k, suspect / k, dead / k])
-        if now >= fail_t and restored_at[0] is None and under == 0 and failed_or_cut():
-            restored_at[0] = tally.restored_s = now - fail_t
+        if now >= fail_t and tally.restored_s is None and under == 0 and failed_or_cut():
+            tally.restored_s = now - fail_t
         if now + SAMPLE_S <= end_t:
             net.engine.after(SAMPLE_S, sample)
 
@@ -293,7 +292,7 @@ def _simulate(
         again (the 1 s samples would round it up)."""
         nonlocal counted_at_crashes
         now = net.engine.now
-        if now < fail_t or restored_at[0] is not None or not failed_or_cut():
+        if now < fail_t or tally.restored_s is not None or not failed_or_cut():
             return
         if counted_at_crashes != len(net.network.down) or RECOUNT_EVERY_CHANGE:
             counted_at_crashes = len(net.network.down)
@@ -304,7 +303,7 @@ def _simulate(
         else:
             under.discard(project)
         if not under:
-            restored_at[0] = tally.restored_s = now - fail_t
+            tally.restored_s = now - fail_t
 
     fleet.on_change = on_change
 
@@ -373,7 +372,7 @@ def _simulate(
             "projects": args.projects,
             "max_zero_live": max((p[1] for p in series_projects), default=0),
             "max_under_replicated": max((p[2] for p in series_projects), default=0),
-            "all_restored_s": restored_at[0],
+            "all_restored_s": tally.restored_s,
             "unrestorable": unrestorable,
             "created": fleet.counters.created,
             "removed": fleet.counters.removed,
