@@ -174,7 +174,17 @@ def _simulate(
     # of the 22 million pairs of a 10,000-agent region outage)
     dead_at: dict[str, array[float]] = {}
     position = {n: i for i, n in enumerate(names)}
-    seen_by: dict[str, int] = {}  # how many observers have seen each lost agent dead (`tally`)
+    # for `tally`: how many hosts still up have seen each lost agent dead, and the lost agents
+    # seen dead by every host up (a host that crashes since no longer counts either way)
+    seen_by: dict[str, int] = {}
+    everywhere_done: set[str] = set()
+
+    def check_everywhere(victim: str, seen: array[float]) -> None:
+        if victim not in everywhere_done and seen_by[victim] == len(names) - len(net.network.down):
+            everywhere_done.add(victim)
+            # the last of them, as the report takes it
+            tally.dead_everywhere_s.append(max(t for t in seen if not math.isnan(t)))
+
     false_dead: list[tuple[str, str]] = []
     false_suspect = 0
 
@@ -192,11 +202,11 @@ def _simulate(
                     seen = dead_at[ev.name] = array("d", [math.nan]) * len(names)
                     seen_by[ev.name] = 0
                 at = position[observer]
-                if math.isnan(seen[at]):
-                    seen_by[ev.name] += 1
-                    if seen_by[ev.name] == len(names) - len(net.network.down):
-                        tally.dead_everywhere_s.append(ev.at_s - failed[ev.name])
+                first = math.isnan(seen[at])
                 seen[at] = ev.at_s - failed[ev.name]
+                if first:
+                    seen_by[ev.name] += 1
+                    check_everywhere(ev.name, seen)
             elif not partitioned():
                 false_dead.append((observer, ev.name))
 
@@ -216,6 +226,11 @@ def _simulate(
             failed[name] = net.engine.now
             net.crash(name)
             tally.lost = len(failed)
+            at = position[name]
+            for victim, seen in dead_at.items():
+                if not math.isnan(seen[at]):
+                    seen_by[victim] -= 1
+                check_everywhere(victim, seen)
 
     def crash_all(group: list[str]) -> Callable[[], None]:
         def go() -> None:
