@@ -374,15 +374,12 @@ class PriorityBroadcasts:
         # inline for the usual cases (one lane holds news; after an outage, failure news that
         # fills the packet): every gossip round of every agent takes three packets
         first, second = self._lanes
-        if not len(second):
-            msgs = first.take(budget_bytes, members)
-            self.last_bytes = first.last_bytes if msgs else 0
-            return msgs
-        if not len(first):
-            msgs = second.take(budget_bytes, members)
-            self.last_bytes = second.last_bytes if msgs else 0
-            return msgs
-        return self._fill(budget_bytes, members, count=True)
+        if len(first) and len(second):
+            return self._fill(budget_bytes, members, count=True)
+        lane = first if len(first) else second
+        msgs = lane.take(budget_bytes, members)
+        self.last_bytes = lane.last_bytes if msgs else 0
+        return msgs
 
     def peek(self, budget_bytes: int) -> list[list[Any]]:
         """What `take` would return, without counting a transmission."""

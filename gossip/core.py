@@ -941,6 +941,7 @@ class Gossip:
                 self._emit("joined" if was in (DEAD, LEFT) else "alive", m, now)
             elif meta_changed:
                 self._emit("updated", m, now)
+            urgent = True
         elif inc == m.incarnation and meta_version > m.meta_version:
             # Newer metadata at the same incarnation: the status stays (an equal incarnation
             # never clears a suspicion; only the suspect's refutation does).
@@ -948,11 +949,10 @@ class Gossip:
                 name, m.addr, m.incarnation, m.status, dict(meta), meta_version
             )
             self._emit("updated", m, now)
-            self._queue_alive(m, urgent=False)
-            return
+            urgent = False  # metadata alone: behind failure news
         else:
             return
-        self._queue_alive(m)
+        self._queue_alive(m, urgent)
 
     def _on_dead(
         self, now: float, name: str, inc: int, by: str, left: bool, msg: Msg | None = None
